@@ -1,0 +1,39 @@
+"""Send Intercom data events from Flask, delivered in the background and never lost."""
+
+from __future__ import annotations
+
+from .errors import (
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    ConflictError,
+    IntercomAPIError,
+    IntercomEventsError,
+    InvalidEventError,
+    NetworkError,
+    NetworkTimeoutError,
+    NotFoundError,
+    RateLimitedError,
+    RateLimitInfo,
+    RequestTimeoutError,
+    ServerError,
+    UnprocessableEntityError,
+)
+
+__all__ = [
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "ConflictError",
+    "IntercomAPIError",
+    "IntercomEventsError",
+    "InvalidEventError",
+    "NetworkError",
+    "NetworkTimeoutError",
+    "NotFoundError",
+    "RateLimitInfo",
+    "RateLimitedError",
+    "RequestTimeoutError",
+    "ServerError",
+    "UnprocessableEntityError",
+]
