@@ -19,21 +19,26 @@ from .errors import (
     ServerError,
     UnprocessableEntityError,
 )
+from .events import Event, Identity, Money, RichLink
 
 __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ConfigurationError",
     "ConflictError",
+    "Event",
+    "Identity",
     "IntercomAPIError",
     "IntercomEventsError",
     "InvalidEventError",
+    "Money",
     "NetworkError",
     "NetworkTimeoutError",
     "NotFoundError",
     "RateLimitInfo",
     "RateLimitedError",
     "RequestTimeoutError",
+    "RichLink",
     "ServerError",
     "UnprocessableEntityError",
 ]

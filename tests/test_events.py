@@ -1,0 +1,400 @@
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from flask_intercom_events import Event, Identity, InvalidEventError, Money, RichLink
+
+USER = Identity(user_id="314159")
+WHEN = 1671028894
+
+
+def event(**overrides: Any) -> Event:
+    fields: dict[str, Any] = {
+        "event_name": "invited-friend",
+        "created_at": WHEN,
+        "identity": USER,
+        "metadata": {},
+    }
+    fields.update(overrides)
+    return Event(**fields)
+
+
+# --- event_name ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("invited-friend", "invited-friend"),
+        ("Invited-Friend", "invited-friend"),  # lower-cased: Intercom is case-insensitive
+        ("updated_plan", "updated_plan"),
+        ("signed up", "signed up"),
+        ("ärger-gehabt", "ärger-gehabt"),
+    ],
+)
+def test_event_name_accepted(name: str, expected: str) -> None:
+    assert event(event_name=name).event_name == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("", "must not be empty"),
+        ("   ", "must not be empty"),
+        (" padded", "leading or trailing whitespace"),
+        ("invited.friend", "use 'invited-friend' instead"),
+        ("paid$", "use 'paid-' instead"),
+        ("Paid.Plan", "use 'paid-plan' instead"),
+        ("bell\x07", "control character"),
+        (None, "must be a string, got NoneType"),
+        (42, "must be a string, got int"),
+    ],
+)
+def test_event_name_refused(name: object, message: str) -> None:
+    with pytest.raises(InvalidEventError, match="event_name") as info:
+        event(event_name=name)
+    assert message in str(info.value)
+    assert info.value.field == "event_name"
+
+
+# --- created_at ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (WHEN, WHEN),
+        (0, 0),
+        (float(WHEN), WHEN),
+        (datetime.fromtimestamp(WHEN, timezone.utc), WHEN),
+        (datetime.fromtimestamp(WHEN, timezone.utc).replace(microsecond=999_999), WHEN),
+        (datetime.fromtimestamp(WHEN, timezone(timedelta(hours=5, minutes=30))), WHEN),
+        (99_999_999_999, 99_999_999_999),  # the last value that can still be seconds
+    ],
+)
+def test_created_at_accepted(value: object, expected: int) -> None:
+    built = event(created_at=value)
+    assert built.created_at == expected
+    assert type(built.created_at) is int
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (datetime(2024, 1, 1), "naive datetime"),
+        (1671028894.5, "whole Unix seconds"),
+        (math.nan, "whole Unix seconds"),
+        (math.inf, "whole Unix seconds"),
+        ("1671028894", "got str"),
+        (None, "got NoneType"),
+        (True, "got bool"),
+        (1671028894123, "looks like milliseconds; Intercom expects Unix seconds: use 1671028894"),
+        (100_000_000_000, "looks like milliseconds"),
+        (-1, "must not be negative"),
+    ],
+)
+def test_created_at_refused(value: object, message: str) -> None:
+    with pytest.raises(InvalidEventError) as info:
+        event(created_at=value)
+    assert message in str(info.value)
+    assert info.value.field == "created_at"
+    assert str(info.value).startswith("created_at")
+
+
+def test_create_defaults_created_at_to_the_current_second() -> None:
+    before = int(datetime.now(timezone.utc).timestamp())
+    built = Event.create("signed-up", identity=USER)
+    after = int(datetime.now(timezone.utc).timestamp())
+    assert before <= built.created_at <= after
+    assert type(built.created_at) is int
+
+
+# --- identity ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("identity", "payload"),
+    [
+        (Identity(user_id="1"), {"user_id": "1"}),
+        (Identity(email="frodo@example.com"), {"email": "frodo@example.com"}),
+        (Identity(id="63a0979a5eeebeaf28dd56ba"), {"id": "63a0979a5eeebeaf28dd56ba"}),
+        (
+            Identity(user_id="1", email="a@b.c", id="x"),
+            {"user_id": "1", "id": "x", "email": "a@b.c"},
+        ),
+    ],
+)
+def test_identity_payload(identity: Identity, payload: dict[str, str]) -> None:
+    body = event(identity=identity).to_payload()
+    assert {k: body[k] for k in ("user_id", "id", "email") if k in body} == payload
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "message"),
+    [
+        ({}, "identity", "at least one of user_id, email or id"),
+        ({"user_id": 42}, "user_id", "pass str(42)"),
+        ({"user_id": ""}, "user_id", "must not be empty"),
+        ({"email": " a@b.c"}, "email", "leading or trailing whitespace"),
+        ({"email": "frodo"}, "email", "not an email address"),
+        ({"email": "@example.com"}, "email", "not an email address"),
+        ({"id": b"abc"}, "id", "must be a string, got bytes"),
+    ],
+)
+def test_identity_refused(kwargs: dict[str, Any], field: str, message: str) -> None:
+    with pytest.raises(InvalidEventError) as info:
+        Identity(**kwargs)
+    assert message in str(info.value)
+    assert info.value.field == field
+
+
+def test_event_refuses_an_identity_that_is_not_an_identity() -> None:
+    with pytest.raises(InvalidEventError, match="identity must be an Identity"):
+        event(identity={"user_id": "1"})
+
+
+# --- metadata ------------------------------------------------------------------------------
+
+NOW = datetime.fromtimestamp(WHEN, timezone.utc)
+
+
+@pytest.mark.parametrize(
+    ("value", "sent"),
+    [
+        ("desktop", "desktop"),
+        ("x" * 255, "x" * 255),
+        ("", ""),
+        (3.67, 3.67),
+        (-2, -2),
+        (0, 0),
+        ("https://example.org/ab1de.html", "https://example.org/ab1de.html"),
+        ("HTTP://Example.org", "HTTP://Example.org"),
+        ("ftp://example.org", "ftp://example.org"),  # not a link to Intercom: a plain string
+        (Money(34999, "eur"), {"amount": 34999, "currency": "eur"}),
+        (Money(1, "USD"), {"amount": 1, "currency": "usd"}),
+        ({"amount": 34999, "currency": "EUR"}, {"amount": 34999, "currency": "eur"}),
+        (
+            RichLink("https://example.org/a", "the dude"),
+            {"url": "https://example.org/a", "value": "the dude"},
+        ),
+        (
+            {"url": "http://example.org/", "value": "v"},
+            {"url": "http://example.org/", "value": "v"},
+        ),
+    ],
+)
+def test_metadata_value_accepted(value: object, sent: object) -> None:
+    body = event(metadata={"thing": value}).to_payload()
+    assert body["metadata"] == {"thing": sent}
+    assert json.loads(json.dumps(body)) == body
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "sent"),
+    [
+        ("contact_date", 1392036272, 1392036272),
+        ("contact_date", NOW, WHEN),
+        ("Contact_DATE", NOW, WHEN),
+        ("contact_date", float(WHEN), WHEN),
+    ],
+)
+def test_date_metadata(key: str, value: object, sent: int) -> None:
+    assert event(metadata={key: value}).to_payload()["metadata"] == {key: sent}
+
+
+@pytest.mark.parametrize(
+    ("metadata", "field", "message"),
+    [
+        ({"x": None}, "metadata.x", "holds None"),
+        ({"x": True}, "metadata.x", "holds a bool"),
+        ({"x": [1, 2]}, "metadata.x", "holds list"),
+        ({"x": {1, 2}}, "metadata.x", "holds set"),
+        ({"x": object()}, "metadata.x", "holds object"),
+        ({"x": b"bytes"}, "metadata.x", "holds bytes"),
+        ({"x": math.nan}, "metadata.x", "must be finite"),
+        ({"x": math.inf}, "metadata.x", "must be finite"),
+        ({"x": "y" * 256}, "metadata.x", "256 characters long; Intercom stores at most 255"),
+        ({"x": "https://"}, "metadata.x", "needs a host"),
+        ({"x": NOW}, "metadata.x", "rename it, e.g. 'x_date'"),
+        ({"x_date": "2024-01-01"}, "metadata.x_date", "ends in '_date'"),
+        ({"x_date": 1392036272000}, "metadata.x_date", "looks like milliseconds"),
+        ({"x_date": 1392036272.5}, "metadata.x_date", "whole Unix seconds"),
+        ({"x_date": datetime(2024, 1, 1)}, "metadata.x_date", "naive datetime"),
+        ({"x_date": None}, "metadata.x_date", "ends in '_date'"),
+        ({"x_date": True}, "metadata.x_date", "got bool"),
+        (
+            {"x": {"url": "https://a.b", "value": "v", "extra": 1}},
+            "metadata.x",
+            "an object with keys",
+        ),
+        ({"x": {"nested": {"deep": 1}}}, "metadata.x", "no other nesting"),
+        ({"x": {}}, "metadata.x", "an object with keys []"),
+        ({"x": {"url": "ftp://a.b", "value": "v"}}, "metadata.x", "must be an http or https URL"),
+        ({"x": {"url": "https://a.b", "value": ""}}, "metadata.x", "non-empty string"),
+        ({"x": {"url": "https://a.b", "value": 3}}, "metadata.x", "non-empty string"),
+        ({"x": {"amount": 0, "currency": "eur"}}, "metadata.x", "positive integer in cents"),
+        ({"x": {"amount": -5, "currency": "eur"}}, "metadata.x", "positive integer in cents"),
+        ({"x": {"amount": 9.99, "currency": "eur"}}, "metadata.x", "positive integer in cents"),
+        ({"x": {"amount": True, "currency": "eur"}}, "metadata.x", "positive integer in cents"),
+        ({"x": {"amount": 100, "currency": "euro"}}, "metadata.x", "three-letter code"),
+        ({"x": {"amount": 100, "currency": "€"}}, "metadata.x", "three-letter code"),
+        ({"a.b": 1}, "metadata.a.b", "contains '.'"),
+        ({"a$b": 1}, "metadata.a$b", "contains '$'"),
+        ({"a b@c": 1}, "metadata.a b@c", "contains '@'"),
+        ({"a\x00": 1}, "metadata.a\x00", "NUL"),
+        ({"": 1}, "metadata", "must not be empty"),
+        ({1: 1}, "metadata", "keys must be strings"),
+        ({"Plan": "a", "plan": "b"}, "metadata.plan", "differ only in case"),
+        ("not a mapping", "metadata", "must be a mapping"),
+    ],
+)
+def test_metadata_refused(metadata: Any, field: str, message: str) -> None:
+    with pytest.raises(InvalidEventError) as info:
+        event(metadata=metadata)
+    assert message in str(info.value)
+    assert info.value.field == field
+
+
+@pytest.mark.parametrize("character", list(".$~`!@#%^&*'{}|\\\"\x00"))
+def test_every_forbidden_key_character_is_refused(character: str) -> None:
+    with pytest.raises(InvalidEventError, match="Intercom does not allow"):
+        event(metadata={f"key{character}": 1})
+
+
+def test_ten_metadata_keys_are_fine_the_eleventh_is_refused() -> None:
+    ten = {f"k{i}": i for i in range(10)}
+    assert len(event(metadata=ten).metadata) == 10
+    with pytest.raises(InvalidEventError, match=r"11 keys.*first 10.*'k10' onwards") as info:
+        event(metadata={**ten, "k10": 10})
+    assert info.value.field == "metadata"
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: Money(0, "eur"), "positive integer in cents"),
+        (lambda: Money(10, "eu"), "three-letter code"),
+        (lambda: Money("10", "eur"), "positive integer in cents"),  # type: ignore[arg-type]
+        (lambda: RichLink("example.org", "v"), "must be an http or https URL"),
+        (lambda: RichLink("https://example.org", ""), "non-empty string"),
+        (lambda: RichLink("https://example.org", "v" * 256), "at most 255"),
+    ],
+)
+def test_value_objects_validate_when_built(build: Any, message: str) -> None:
+    with pytest.raises(InvalidEventError, match=message):
+        build()
+
+
+# --- the payload ---------------------------------------------------------------------------
+
+
+def test_to_payload_is_the_exact_body_in_order() -> None:
+    built = Event.create(
+        "Updated-Plan",
+        identity=Identity(user_id="314159", email="frodo@example.com"),
+        created_at=NOW,
+        metadata={
+            "plan": "pro",
+            "price": Money(34999, "EUR"),
+            "article": RichLink("https://example.org/ab1de.html", "the dude abides"),
+            "renewal_date": NOW + timedelta(days=30),
+            "seats": 3,
+        },
+    )
+    assert json.dumps(built.to_payload()) == json.dumps(
+        {
+            "event_name": "updated-plan",
+            "created_at": WHEN,
+            "user_id": "314159",
+            "email": "frodo@example.com",
+            "metadata": {
+                "plan": "pro",
+                "price": {"amount": 34999, "currency": "eur"},
+                "article": {"url": "https://example.org/ab1de.html", "value": "the dude abides"},
+                "renewal_date": WHEN + 30 * 86400,
+                "seats": 3,
+            },
+        }
+    )
+
+
+def test_empty_metadata_is_left_out() -> None:
+    assert "metadata" not in event().to_payload()
+
+
+def test_round_trip_through_json() -> None:
+    built = event(
+        metadata={"price": Money(100, "usd"), "link": RichLink("https://a.b/c", "c"), "n": 1.5}
+    )
+    again = Event.from_payload(json.loads(json.dumps(built.to_payload())))
+    assert again == built
+    assert hash(again) == hash(built)
+    assert again.metadata["price"] == Money(100, "usd")
+
+
+def test_event_is_frozen() -> None:
+    built = event(metadata={"a": 1})
+    with pytest.raises(AttributeError):
+        built.event_name = "other"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        built.metadata["b"] = 2  # type: ignore[index]
+
+
+def test_event_keeps_its_own_copy_of_metadata() -> None:
+    given: dict[str, Any] = {"a": 1}
+    built = event(metadata=given)
+    given["a"] = "changed"
+    assert built.metadata["a"] == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        ([], None, "must be a JSON object"),
+        ({"created_at": WHEN, "user_id": "1"}, "event_name", "event_name is required"),
+        ({"event_name": "a", "user_id": "1"}, "created_at", "created_at is required"),
+        ({"event_name": "a", "created_at": WHEN}, "identity", "at least one of"),
+        (
+            {"event_name": "a", "created_at": WHEN, "user_id": "1", "type": "event"},
+            "type",
+            "unknown field",
+        ),
+        ({"event_name": "a", "created_at": NOW, "user_id": "1"}, "created_at", "not a datetime"),
+        ({"event_name": "a", "created_at": "1", "user_id": "1"}, "created_at", "got str"),
+        ({"event_name": "a", "created_at": WHEN, "user_id": 1}, "user_id", "must be a string"),
+        (
+            {"event_name": "a", "created_at": WHEN, "user_id": "1", "metadata": []},
+            "metadata",
+            "mapping",
+        ),
+        (
+            {"event_name": "a", "created_at": WHEN, "user_id": "1", "metadata": {"x": [1]}},
+            "metadata.x",
+            "holds list",
+        ),
+    ],
+)
+def test_from_payload_validates_like_every_other_way_in(
+    body: Any, field: str | None, message: str
+) -> None:
+    with pytest.raises(InvalidEventError) as info:
+        Event.from_payload(body)
+    assert message in str(info.value)
+    assert info.value.field == field
+
+
+def test_from_payload_accepts_the_documented_example() -> None:
+    body = {
+        "event_name": "invited-friend",
+        "created_at": 1671028894,
+        "user_id": "314159",
+        "id": "8a88a590-e1c3-41e2-a502-e0649dbf721c",
+        "email": "frodo.baggins@example.com",
+        "metadata": {"invite_code": "ADDAFRIEND"},
+    }
+    assert Event.from_payload(body).to_payload() == body
