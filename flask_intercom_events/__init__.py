@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .decorators import track_event
 from .errors import (
     AuthenticationError,
     BadRequestError,
@@ -20,6 +21,7 @@ from .errors import (
     UnprocessableEntityError,
 )
 from .events import Event, Identity, Money, RichLink
+from .extension import IntercomEvents
 
 __all__ = [
     "AuthenticationError",
@@ -29,6 +31,7 @@ __all__ = [
     "Event",
     "Identity",
     "IntercomAPIError",
+    "IntercomEvents",
     "IntercomEventsError",
     "InvalidEventError",
     "Money",
@@ -41,4 +44,5 @@ __all__ = [
     "RichLink",
     "ServerError",
     "UnprocessableEntityError",
+    "track_event",
 ]

@@ -1,0 +1,172 @@
+"""Reading and checking the extension's configuration keys, once, in ``init_app``."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import ConfigurationError
+
+__all__ = ["DELIVERY_MODES", "Settings"]
+
+DELIVERY_MODES = ("rq", "eager", "disabled")
+
+DEFAULT_BASE_URL = "https://api.intercom.io"
+DEFAULT_API_VERSION = "2.11"
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+DEFAULT_QUEUE = "intercom-events"
+DEFAULT_RATE_LIMIT = 10_000
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The checked configuration of one app. ``repr`` never shows the access token."""
+
+    access_token: str | None = field(repr=False)
+    api_base_url: str
+    api_version: str
+    api_timeout: tuple[float, float]
+    delivery: str
+    redis_url: str
+    redis_timeout: float
+    queue: str
+    strict: bool
+    rate_limit: int
+    spool_dir: str
+
+    @classmethod
+    def from_config(
+        cls, config: Mapping[str, Any], *, testing: bool, debug: bool, instance_path: str
+    ) -> Settings:
+        """Check every key; the first bad one raises :class:`ConfigurationError` naming it."""
+        delivery = _choice(
+            config, "INTERCOM_EVENTS_DELIVERY", "disabled" if testing else "rq", DELIVERY_MODES
+        )
+        token = config.get("INTERCOM_ACCESS_TOKEN")
+        if token is not None and (not isinstance(token, str) or not token.strip()):
+            raise ConfigurationError(
+                "INTERCOM_ACCESS_TOKEN must be a non-empty string (your Intercom app's access "
+                "token)"
+            )
+        if token is None and delivery != "disabled":
+            raise ConfigurationError(
+                f"INTERCOM_ACCESS_TOKEN is not set, and INTERCOM_EVENTS_DELIVERY is "
+                f"{delivery!r}: set the token (e.g. the environment variable "
+                "FLASK_INTERCOM_ACCESS_TOKEN with app.config.from_prefixed_env()), or set "
+                "INTERCOM_EVENTS_DELIVERY to 'disabled' to send nothing"
+            )
+        spool_dir = config.get("INTERCOM_EVENTS_SPOOL_DIR") or os.path.join(
+            instance_path, "intercom-events-spool"
+        )
+        if not isinstance(spool_dir, (str, os.PathLike)):
+            raise ConfigurationError(
+                "INTERCOM_EVENTS_SPOOL_DIR must be a directory path, "
+                f"got {type(spool_dir).__name__}"
+            )
+        return cls(
+            access_token=token.strip() if isinstance(token, str) else None,
+            api_base_url=_base_url(config.get("INTERCOM_API_BASE_URL", DEFAULT_BASE_URL)),
+            api_version=_string(config, "INTERCOM_API_VERSION", DEFAULT_API_VERSION),
+            api_timeout=_timeout(config.get("INTERCOM_API_TIMEOUT", (3.05, 10.0))),
+            delivery=delivery,
+            redis_url=_redis_url(config.get("INTERCOM_EVENTS_REDIS_URL", DEFAULT_REDIS_URL)),
+            redis_timeout=_positive(config, "INTERCOM_EVENTS_REDIS_TIMEOUT", 0.5),
+            queue=_string(config, "INTERCOM_EVENTS_QUEUE", DEFAULT_QUEUE),
+            strict=_flag(config, "INTERCOM_EVENTS_STRICT", debug or testing),
+            rate_limit=int(_positive(config, "INTERCOM_EVENTS_RATE_LIMIT", DEFAULT_RATE_LIMIT)),
+            spool_dir=os.fspath(spool_dir),
+        )
+
+
+def _choice(config: Mapping[str, Any], key: str, default: str, choices: tuple[str, ...]) -> str:
+    value = config.get(key, default)
+    if value not in choices:
+        raise ConfigurationError(
+            f"{key} is {value!r}; it must be one of {', '.join(map(repr, choices))}"
+        )
+    return str(value)
+
+
+def _string(config: Mapping[str, Any], key: str, default: str) -> str:
+    value = config.get(key, default)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(f"{key} must be a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def _flag(config: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = config.get(key, default)
+    if isinstance(value, bool):
+        return value
+    # from_prefixed_env() turns "true"/"false" into booleans, but plain env strings happen.
+    if isinstance(value, str) and value.strip().lower() in {"1", "true", "yes", "on"}:
+        return True
+    if isinstance(value, str) and value.strip().lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigurationError(f"{key} must be true or false, got {value!r}")
+
+
+def _positive(config: Mapping[str, Any], key: str, default: float) -> float:
+    value = config.get(key, default)
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = float(value)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ConfigurationError(f"{key} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _timeout(value: object) -> tuple[float, float]:
+    key = "INTERCOM_API_TIMEOUT"
+    pair = (value, value) if isinstance(value, (int, float)) else value
+    if (
+        not isinstance(pair, (tuple, list))
+        or len(pair) != 2
+        or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 120 for v in pair
+        )
+    ):
+        raise ConfigurationError(
+            f"{key} must be seconds (0 to 120) or a (connect, read) pair of them, got {value!r}"
+        )
+    return float(pair[0]), float(pair[1])
+
+
+def _base_url(value: object) -> str:
+    key = "INTERCOM_API_BASE_URL"
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{key} must be a URL string, got {type(value).__name__}")
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"{key} {value!r} is not a URL; use https://api.intercom.io, "
+            "https://api.eu.intercom.io or https://api.au.intercom.io"
+        )
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ConfigurationError(
+            f"{key} {value!r} uses plain http:// to a host that is not loopback; the access "
+            "token would cross the network unencrypted: use https://"
+        )
+    return value.strip().rstrip("/")
+
+
+def _redis_url(value: object) -> str:
+    key = "INTERCOM_EVENTS_REDIS_URL"
+    if not isinstance(value, str) or urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+        # The value is not echoed: a Redis URL may hold a password.
+        raise ConfigurationError(f"{key} must be a redis://, rediss:// or unix:// URL")
+    return value
+
+
+def _is_loopback(host: str) -> bool:
+    return host in {"localhost", "::1"} or host.startswith("127.")

@@ -1,0 +1,371 @@
+"""The Flask extension: configuration per app, identity, tracking, and the hand-off."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from blinker import Signal
+from flask import Flask, Response, current_app, g, has_app_context, has_request_context
+
+from .config import Settings
+from .errors import ConfigurationError, IntercomAPIError, IntercomEventsError, InvalidEventError
+from .events import Event, Identity, MetadataInput
+from .identity import IdentityLoader, flask_login_available, identity_of_user, resolve_identity
+from .intake import Intake
+from .signals import event_delivered, event_dropped, event_enqueued, event_failed, event_tracked
+from .spool import Spool
+
+__all__ = ["BeforeSend", "IntercomEvents"]
+
+log = logging.getLogger("flask_intercom_events")
+
+EXTENSION_KEY = "intercom_events"
+_PENDING = "_intercom_events_pending"
+
+BeforeSend = Callable[[Event], "Event | None"]
+
+#: What ``metadata=`` and ``identity=`` of :meth:`IntercomEvents.track_signal` accept.
+SignalMetadata = Mapping[str, MetadataInput] | Callable[..., Mapping[str, MetadataInput] | None]
+SignalIdentity = Identity | Callable[..., "Identity | None"]
+
+
+@dataclass
+class _AppState:
+    """Everything the extension keeps for one app, in ``app.extensions["intercom_events"]``."""
+
+    extension: IntercomEvents
+    settings: Settings
+    use_flask_login: bool
+    intake: Intake | None
+    client: Any  # IntercomClient | None, built for eager delivery
+
+    def __repr__(self) -> str:
+        return f"<IntercomEvents state delivery={self.settings.delivery!r}>"
+
+
+class IntercomEvents:
+    """Track Intercom data events in a Flask app and hand them to background delivery.
+
+    ``IntercomEvents(app)`` or, with an app factory, ``intercom = IntercomEvents()`` then
+    ``intercom.init_app(app)``. One instance can serve several apps; each app's settings and
+    connections live in ``app.extensions["intercom_events"]``.
+    """
+
+    def __init__(self, app: Flask | None = None) -> None:
+        self._identity_loader: IdentityLoader | None = None
+        self._before_send: list[BeforeSend] = []
+        # Strong references: a receiver defined inline must not vanish with its closure.
+        self._receivers: list[Callable[..., None]] = []
+        if app is not None:
+            self.init_app(app)
+
+    def __repr__(self) -> str:
+        return f"<IntercomEvents at {id(self):#x}>"
+
+    # --- set-up ---------------------------------------------------------------------------
+
+    def init_app(self, app: Flask) -> None:
+        """Read and check this app's configuration and register the request hooks.
+
+        Raises :class:`ConfigurationError` naming the key when a setting cannot work, and
+        refuses a second call for the same app.
+        """
+        if EXTENSION_KEY in app.extensions:
+            raise ConfigurationError(
+                "IntercomEvents is already initialised on this app "
+                f"(app.extensions[{EXTENSION_KEY!r}] exists): call init_app once per app, "
+                "and use one IntercomEvents object for all of them"
+            )
+        settings = Settings.from_config(
+            app.config, testing=app.testing, debug=app.debug, instance_path=app.instance_path
+        )
+        intake = None
+        client = None
+        if settings.delivery == "rq":
+            intake = Intake(
+                settings.redis_url,
+                settings.queue,
+                settings.redis_timeout,
+                Spool(settings.spool_dir),
+            )
+        elif settings.delivery == "eager":
+            client = make_client(settings)
+        app.extensions[EXTENSION_KEY] = _AppState(
+            extension=self,
+            settings=settings,
+            use_flask_login=flask_login_available(),
+            intake=intake,
+            client=client,
+        )
+        app.after_request(_attach_pending)
+        app.teardown_request(_flush_leftovers)
+        from .cli import intercom_cli
+
+        if "intercom" not in app.cli.commands:
+            app.cli.add_command(intercom_cli)
+
+    def identity_loader(self, fn: IdentityLoader) -> IdentityLoader:
+        """Register ``fn() -> Identity | None``, asked for the identity of each event.
+
+        It runs when the event is tracked, in the request (or app) context. Without one,
+        Flask-Login's ``current_user`` is used when Flask-Login is installed.
+        """
+        self._identity_loader = fn
+        return fn
+
+    def before_send(self, fn: BeforeSend) -> BeforeSend:
+        """Register ``fn(event) -> Event | None``, run on every event before it leaves the app.
+
+        Return the event (changed or not, e.g. with personal data scrubbed) or ``None`` to drop
+        it (``event_dropped`` is sent with ``reason="before_send"``). Hooks run in the order
+        they were registered.
+        """
+        self._before_send.append(fn)
+        return fn
+
+    # --- tracking -------------------------------------------------------------------------
+
+    def track(
+        self,
+        event_name: str,
+        *,
+        metadata: Mapping[str, MetadataInput] | None = None,
+        user_id: str | None = None,
+        email: str | None = None,
+        id: str | None = None,
+        created_at: int | datetime | None = None,
+    ) -> Event | None:
+        """Track an event now; returns it, or ``None`` if it was dropped (lenient mode).
+
+        Inside a request the event leaves with the request's other events once the response is
+        sent; elsewhere (a CLI command, a shell, a job) it is handed to delivery at once.
+        Explicit ``user_id``/``email``/``id`` win over the identity loader and Flask-Login.
+        """
+        app = _current_app("intercom.track()")
+        explicit = None
+        if user_id is not None or email is not None or id is not None:
+            explicit = partial(Identity, user_id=user_id, email=email, id=id)
+        return self._record(
+            app, event_name, metadata=lambda: metadata, identity=explicit, created_at=created_at
+        )
+
+    def track_signal(
+        self,
+        signal: Signal,
+        event_name: str,
+        *,
+        metadata: SignalMetadata | None = None,
+        identity: SignalIdentity | None = None,
+    ) -> Callable[..., None]:
+        """Track ``event_name`` each time ``signal`` is sent; returns the connected receiver.
+
+        ``metadata`` and ``identity`` may be values or callables called with the signal's
+        ``(sender, **kwargs)``. Without ``identity``, a ``user`` keyword argument of the signal
+        (as Flask-Login's ``user_logged_in`` sends) gives the identity, then the identity
+        loader, then Flask-Login's ``current_user``. A failure here is logged and the event
+        dropped, never raised into the code that sent the signal, unless the app is strict.
+        """
+
+        def receiver(sender: Any, **kwargs: Any) -> None:
+            app = _app_for_signal(sender)
+            if app is None:
+                log.warning(
+                    "Signal %r sent outside an application context: cannot track %r",
+                    getattr(signal, "name", signal),
+                    event_name,
+                )
+                return
+
+            def signal_metadata() -> Mapping[str, MetadataInput] | None:
+                return metadata(sender, **kwargs) if callable(metadata) else metadata
+
+            def signal_identity() -> Identity | None:
+                if callable(identity):
+                    return identity(sender, **kwargs)
+                if identity is not None:
+                    return identity
+                return identity_of_user(kwargs["user"]) if "user" in kwargs else None
+
+            self._record(app, event_name, metadata=signal_metadata, identity=signal_identity)
+
+        signal.connect(receiver, weak=False)
+        self._receivers.append(receiver)
+        return receiver
+
+    # --- the common path ------------------------------------------------------------------
+
+    def _record(
+        self,
+        app: Flask,
+        event_name: str,
+        *,
+        metadata: Callable[[], Mapping[str, MetadataInput] | None],
+        identity: Callable[[], Identity | None] | None,
+        created_at: int | datetime | None = None,
+    ) -> Event | None:
+        """Build, check, hook and dispatch one event: the path every way in shares.
+
+        ``metadata`` and ``identity`` are called here, so that whatever they raise is handled
+        like an invalid event: raised when strict, else logged and dropped. An ``identity``
+        that gives ``None`` falls back to the identity loader, then Flask-Login.
+        """
+        state = state_of(app)
+        try:
+            event = self._build(event_name, metadata, identity, created_at, state)
+        except Exception as exc:
+            if state.settings.strict:
+                raise
+            reason = f"invalid: {exc}" if isinstance(exc, InvalidEventError) else repr(exc)
+            self._drop(app, event_name, reason, exc)
+            return None
+        if event is None:
+            self._drop(app, event_name, "before_send", None)
+            return None
+        if event_tracked.receivers:
+            event_tracked.send(app, event=event)
+        self._dispatch(app, state, event)
+        return event
+
+    def _build(
+        self,
+        event_name: str,
+        metadata: Callable[[], Mapping[str, MetadataInput] | None],
+        identity: Callable[[], Identity | None] | None,
+        created_at: int | datetime | None,
+        state: _AppState,
+    ) -> Event | None:
+        who = identity() if identity is not None else None
+        if who is None:
+            who = resolve_identity(None, self._identity_loader, state.use_flask_login)
+        if who is None:
+            raise InvalidEventError(
+                f"no identity for event {event_name!r}: no user is logged in and none was "
+                "given (pass user_id=/email=/id= or identity=, or register "
+                "@intercom.identity_loader)",
+                field="identity",
+            )
+        event: Event | None = Event.create(
+            event_name, identity=who, metadata=metadata(), created_at=created_at
+        )
+        for hook in self._before_send:
+            if event is None:
+                break
+            event = hook(event)
+            if event is not None and not isinstance(event, Event):
+                raise IntercomEventsError(
+                    f"before_send hook {getattr(hook, '__name__', hook)!r} returned "
+                    f"{type(event).__name__}; it must return an Event or None"
+                )
+        return event
+
+    def _dispatch(self, app: Flask, state: _AppState, event: Event) -> None:
+        delivery = state.settings.delivery
+        if delivery == "rq":
+            if has_request_context():
+                pending: list[Event] | None = g.get(_PENDING)
+                if pending is None:
+                    g.setdefault(_PENDING, [event])
+                else:
+                    pending.append(event)
+            else:
+                hand_off(app, state, [event])
+        elif delivery == "eager":
+            send_now(app, state, event)
+
+    def _drop(self, app: Flask, event_name: str, reason: str, error: Exception | None) -> None:
+        log.warning("Intercom event %r dropped: %s", event_name, reason)
+        if event_dropped.receivers:
+            event_dropped.send(app, event=None, event_name=event_name, reason=reason, error=error)
+
+
+# --- helpers shared with the decorator and the worker ----------------------------------------
+
+
+def state_of(app: Flask) -> _AppState:
+    """The extension's state for ``app``; a clear error if ``init_app`` was never called."""
+    try:
+        state: _AppState = app.extensions[EXTENSION_KEY]
+    except KeyError:
+        raise ConfigurationError(
+            f"IntercomEvents is not initialised on app {app.name!r}: call "
+            "intercom.init_app(app) (or IntercomEvents(app)) in your app factory"
+        ) from None
+    return state
+
+
+def make_client(settings: Settings) -> Any:
+    """The Intercom client for these settings (imported lazily: only it imports requests)."""
+    from .client import IntercomClient
+
+    if settings.access_token is None:
+        raise ConfigurationError("INTERCOM_ACCESS_TOKEN is required to talk to Intercom")
+    return IntercomClient(
+        settings.access_token,
+        base_url=settings.api_base_url,
+        api_version=settings.api_version,
+        timeout=settings.api_timeout,
+    )
+
+
+def hand_off(app: Flask, state: _AppState, events: list[Event]) -> None:
+    """Put ``events`` in Redis (or the spool) and send ``event_enqueued`` for those in Redis."""
+    assert state.intake is not None
+    in_redis = state.intake.push([event.to_payload() for event in events])
+    if in_redis and event_enqueued.receivers:
+        for event in events:
+            event_enqueued.send(app, event=event)
+
+
+def send_now(app: Flask, state: _AppState, event: Event) -> None:
+    """Eager delivery: send through the client; failures are logged (raised when strict)."""
+    try:
+        state.client.create_event(event)
+    except IntercomAPIError as exc:
+        log.error("Intercom refused event %r: %s", event.event_name, exc)
+        if event_failed.receivers:
+            event_failed.send(app, event=event, error=exc)
+        if state.settings.strict:
+            raise
+        return
+    if event_delivered.receivers:
+        event_delivered.send(app, event=event)
+
+
+def _attach_pending(response: Response) -> Response:
+    events: list[Event] | None = g.pop(_PENDING, None)
+    if events:
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        response.call_on_close(partial(hand_off, app, state_of(app), events))
+    return response
+
+
+def _flush_leftovers(error: BaseException | None) -> None:
+    # after_request did not run (another after_request hook raised): hand off now.
+    events: list[Event] | None = g.pop(_PENDING, None)
+    if events:
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        hand_off(app, state_of(app), events)
+
+
+def _current_app(what: str) -> Flask:
+    if not has_app_context():
+        raise RuntimeError(
+            f"{what} needs an application context: call it in a request, a CLI command, or "
+            "inside `with app.app_context():`"
+        )
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    return app
+
+
+def _app_for_signal(sender: Any) -> Flask | None:
+    if has_app_context():
+        app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+        return app
+    if isinstance(sender, Flask):
+        return sender
+    return None

@@ -1,0 +1,152 @@
+"""The hand-off from the web process to the workers: one Redis list per queue.
+
+The request path pays for exactly one Redis command per request (``RPUSH`` of the request's
+events, serialised as JSON) on a connection pool shared by the process, with short timeouts
+and no retries. When Redis does not answer, the events go to the local :class:`Spool` and a
+circuit breaker sends the next ones straight there until a background thread sees Redis answer
+again and drains the spool. Workers move events from this list into RQ jobs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Sequence
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from .spool import Spool
+
+__all__ = ["Intake", "intake_key"]
+
+log = logging.getLogger("flask_intercom_events.intake")
+
+_PROBE_EVERY = (0.25, 5.0)  # first and longest pause between probes while Redis is down
+
+
+def intake_key(queue: str) -> str:
+    """The Redis list where tracked events wait for a worker."""
+    return f"intercom-events:{queue}:intake"
+
+
+def connect(url: str, timeout: float) -> redis.Redis:
+    """A client that fails fast: short timeouts and no retries (the caller spools instead)."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        retry_on_timeout=False,
+        health_check_interval=0,
+    )
+
+
+class Intake:
+    """Pushes serialised events to Redis, or to the spool when Redis is unreachable."""
+
+    def __init__(self, redis_url: str, queue: str, timeout: float, spool: Spool) -> None:
+        self.key = intake_key(queue)
+        self.spool = spool
+        self.redis = connect(redis_url, timeout)
+        self._state_lock = threading.Lock()
+        self._down = False
+        self._recovery: threading.Thread | None = None
+        self._spool_checked_at = 0.0
+
+    def __repr__(self) -> str:
+        return f"Intake(key={self.key!r}, down={self._down})"
+
+    @property
+    def down(self) -> bool:
+        """Whether Redis was unreachable at the last try (pushes go to the spool)."""
+        return self._down
+
+    def push(self, payloads: Sequence[dict[str, object]]) -> bool:
+        """Hand events to Redis; ``True`` if they are in Redis, ``False`` if spooled.
+
+        Never raises for a Redis failure. Raises ``OSError`` only if Redis is unreachable AND
+        the spool cannot be written (the disk is full or read-only): then nothing can keep them.
+        """
+        lines = [json.dumps(p, separators=(",", ":"), ensure_ascii=False) for p in payloads]
+        if not lines:
+            return True
+        if not self._down:
+            try:
+                self.redis.rpush(self.key, *lines)
+            except redis.RedisError as exc:
+                self._went_down(exc)
+            else:
+                self._maybe_drain_spool()
+                return True
+        self.spool.append(lines)
+        return False
+
+    def push_lines(self, lines: list[str]) -> None:
+        """Push already-serialised events; raises ``redis.RedisError`` on failure."""
+        self.redis.rpush(self.key, *lines)
+
+    def drain_spool(self) -> int:
+        """Move every spooled event into Redis; returns how many (raises if Redis fails)."""
+        moved = self.spool.drain(self.push_lines)
+        if moved:
+            log.info("Moved %d spooled Intercom event(s) into Redis", moved)
+        return moved
+
+    # --- outage handling ------------------------------------------------------------------
+
+    def _went_down(self, exc: Exception) -> None:
+        with self._state_lock:
+            if not self._down:
+                log.warning(
+                    "Redis unreachable (%s); spooling Intercom events to %s until it answers",
+                    type(exc).__name__,
+                    self.spool.directory,
+                )
+            self._down = True
+            if self._recovery is None or not self._recovery.is_alive():
+                self._recovery = threading.Thread(
+                    target=self._recover, name="intercom-events-recovery", daemon=True
+                )
+                self._recovery.start()
+
+    def _recover(self) -> None:
+        pause, longest = _PROBE_EVERY
+        while True:
+            time.sleep(pause)
+            try:
+                self.redis.ping()
+                self.drain_spool()
+            except (redis.RedisError, OSError):
+                pause = min(pause * 2, longest)
+                continue
+            with self._state_lock:
+                self._down = False
+            log.warning("Redis answers again; Intercom events go to Redis")
+            return
+
+    def _maybe_drain_spool(self) -> None:
+        # Another process (or an earlier run) may have spooled: look now and then, never on
+        # every request, and drain in the background.
+        now = time.monotonic()
+        if now - self._spool_checked_at < 5.0:
+            return
+        self._spool_checked_at = now
+        if not self.spool.files():
+            return
+        with self._state_lock:
+            if self._recovery is not None and self._recovery.is_alive():
+                return
+            self._recovery = threading.Thread(
+                target=self._drain_quietly, name="intercom-events-spool-drain", daemon=True
+            )
+            self._recovery.start()
+
+    def _drain_quietly(self) -> None:
+        try:
+            self.drain_spool()
+        except (redis.RedisError, OSError) as exc:
+            log.warning("Could not drain the Intercom events spool yet: %s", exc)
