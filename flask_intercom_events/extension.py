@@ -180,6 +180,9 @@ class IntercomEvents:
                     event_name,
                 )
                 return
+            state = app.extensions.get(EXTENSION_KEY)
+            if state is None or state.extension is not self:
+                return  # an app this extension does not serve
 
             def signal_metadata() -> Mapping[str, MetadataInput] | None:
                 return metadata(sender, **kwargs) if callable(metadata) else metadata

@@ -17,7 +17,10 @@ IdentityLoader = Callable[[], "Identity | None"]
 
 def flask_login_available() -> bool:
     """Whether Flask-Login can be imported (checked once per app, in ``init_app``)."""
-    return importlib.util.find_spec("flask_login") is not None
+    try:
+        return importlib.util.find_spec("flask_login") is not None
+    except (ImportError, ValueError):  # a broken or deliberately blocked install
+        return False
 
 
 def identity_of_user(user: Any) -> Identity | None:

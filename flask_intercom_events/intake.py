@@ -56,6 +56,7 @@ class Intake:
         self._down = False
         self._recovery: threading.Thread | None = None
         self._spool_checked_at = 0.0
+        self._closed = threading.Event()
 
     def __repr__(self) -> str:
         return f"Intake(key={self.key!r}, down={self._down})"
@@ -84,6 +85,15 @@ class Intake:
                 return True
         self.spool.append(lines)
         return False
+
+    def close(self) -> None:
+        """Stop the background recovery, if any, and close the Redis connections."""
+        self._closed.set()
+        recovery = self._recovery
+        if recovery is not None and recovery is not threading.current_thread():
+            recovery.join(timeout=5)
+        self.redis.close()
+        self.redis.connection_pool.disconnect()
 
     def push_lines(self, lines: list[str]) -> None:
         """Push already-serialised events; raises ``redis.RedisError`` on failure."""
@@ -115,8 +125,7 @@ class Intake:
 
     def _recover(self) -> None:
         pause, longest = _PROBE_EVERY
-        while True:
-            time.sleep(pause)
+        while not self._closed.wait(pause):
             try:
                 self.redis.ping()
                 self.drain_spool()

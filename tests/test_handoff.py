@@ -1,0 +1,255 @@
+"""The hand-off to Redis in ``rq`` delivery: one round trip after the response, spool on outage."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from blinker import Namespace
+from flask import Flask
+
+from flask_intercom_events import Event, Identity, IntercomEvents, track_event
+from flask_intercom_events.extension import state_of
+from flask_intercom_events.intake import intake_key
+from flask_intercom_events.signals import event_enqueued
+from flask_intercom_events.spool import Spool
+
+from .apps import make_app
+from .redis_server import RedisServer
+
+KEY = intake_key("intercom-events")
+
+
+def build_app(tmp_path: Path, redis_url: str, **config: Any) -> Flask:
+    intercom = IntercomEvents()
+
+    @intercom.identity_loader
+    def who() -> Identity:
+        return Identity(user_id="u1")
+
+    app = make_app(
+        tmp_path,
+        intercom,
+        INTERCOM_EVENTS_DELIVERY="rq",
+        INTERCOM_EVENTS_REDIS_URL=redis_url,
+        INTERCOM_EVENTS_REDIS_TIMEOUT=0.3,
+        **config,
+    )
+    custom = Namespace().signal("custom")
+    intercom.track_signal(custom, "sent-custom", metadata=lambda sender, **kw: kw)
+
+    @app.post("/three/<int:n>")
+    @track_event("did-one", metadata=lambda n: {"n": n})
+    def three(n: int) -> str:
+        intercom.track("did-two", metadata={"n": n})
+        custom.send(app, n=n)
+        return "ok"
+
+    @app.get("/one/<int:n>")
+    @track_event("did-one", metadata=lambda n: {"n": n})
+    def one(n: int) -> str:
+        return "ok"
+
+    return app
+
+
+def intake(url: str) -> list[dict[str, Any]]:
+    client = redis.Redis.from_url(url)
+    try:
+        return [json.loads(item) for item in client.lrange(KEY, 0, -1)]
+    finally:
+        client.close()
+
+
+def rpush_calls(url: str) -> int:
+    client = redis.Redis.from_url(url)
+    try:
+        stats = client.info("commandstats").get("cmdstat_rpush", {})
+        return int(stats.get("calls", 0))
+    finally:
+        client.close()
+
+
+def test_a_requests_events_reach_redis_in_one_rpush_after_the_response(
+    tmp_path: Path, redis_url: str
+) -> None:
+    app = build_app(tmp_path, redis_url)
+    calls_before = rpush_calls(redis_url)
+    response = app.test_client().post("/three/7")
+    assert response.status_code == 200
+    # The response exists, but has not been closed (sent) yet: nothing in Redis.
+    assert intake(redis_url) == []
+    response.close()
+    assert rpush_calls(redis_url) - calls_before == 1
+    payloads = intake(redis_url)
+    assert [p["event_name"] for p in payloads] == ["did-two", "sent-custom", "did-one"]
+    assert all(p["user_id"] == "u1" and p["metadata"] == {"n": 7} for p in payloads)
+    assert all(Event.from_payload(p).to_payload() == p for p in payloads)
+
+
+def test_track_outside_a_request_is_handed_off_at_once(tmp_path: Path, redis_url: str) -> None:
+    app = build_app(tmp_path, redis_url)
+    intercom = state_of(app).extension
+    with app.app_context():
+        event = intercom.track("ran-report", user_id="99", created_at=1700000000)
+    assert event is not None
+    assert intake(redis_url) == [
+        {"event_name": "ran-report", "created_at": 1700000000, "user_id": "99"}
+    ]
+
+
+def test_event_enqueued_fires_for_each_event_in_redis(tmp_path: Path, redis_url: str) -> None:
+    app = build_app(tmp_path, redis_url)
+    enqueued: list[str] = []
+
+    def receiver(sender: Flask, *, event: Event, **kwargs: Any) -> None:
+        enqueued.append(event.event_name)
+
+    with event_enqueued.connected_to(receiver, sender=app):
+        app.test_client().post("/three/1").close()
+    assert sorted(enqueued) == ["did-one", "did-two", "sent-custom"]
+
+
+@pytest.fixture
+def outage_app(tmp_path: Path, own_redis: RedisServer) -> Iterator[Flask]:
+    app = build_app(tmp_path, own_redis.url)
+    yield app
+    state_of(app).intake.close()  # type: ignore[union-attr]
+
+
+def test_redis_outage_views_succeed_events_spool_then_reach_redis(
+    outage_app: Flask, own_redis: RedisServer
+) -> None:
+    client = outage_app.test_client()
+    client.get("/one/0").close()
+    own_redis.stop()
+    for n in range(1, 21):
+        response = client.get(f"/one/{n}")
+        assert response.status_code == 200
+        response.close()
+    spool = state_of(outage_app).intake.spool  # type: ignore[union-attr]
+    assert spool.count() == 20
+    own_redis.start()
+    deadline = time.monotonic() + 20
+    while spool.count() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    numbers = sorted(p["metadata"]["n"] for p in intake(own_redis.url))
+    assert numbers == list(range(21)), "every event reaches Redis after the outage"
+    assert spool.files() == []
+
+
+def test_a_hanging_redis_costs_one_timeout_then_the_breaker_spools(
+    tmp_path: Path,
+) -> None:
+    # A server that accepts connections and never answers: the worst kind of outage.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    port = listener.getsockname()[1]
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(conn)
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    app = None
+    try:
+        app = build_app(tmp_path, f"redis://127.0.0.1:{port}/0")
+        client = app.test_client()
+        for n in range(5):
+            response = client.get(f"/one/{n}")
+            assert response.status_code == 200
+            response.close()
+        state = state_of(app)
+        assert state.intake is not None
+        assert state.intake.down
+        assert state.intake.spool.count() == 5
+        # Only the first request waited for Redis; the breaker sent the rest to the spool.
+        assert len(accepted) == 1
+    finally:
+        if app is not None:
+            state_of(app).intake.close()  # type: ignore[union-attr]
+        listener.close()
+        acceptor.join(timeout=5)
+        for conn in accepted:
+            conn.close()
+
+
+def test_flush_spool_command_moves_spooled_events(tmp_path: Path, redis_url: str) -> None:
+    app = build_app(tmp_path, redis_url)
+    spool = Spool(state_of(app).settings.spool_dir)
+    lines = [
+        json.dumps({"event_name": "e", "created_at": 1700000000 + i, "user_id": "1"})
+        for i in range(3)
+    ]
+    spool.append(lines)
+    result = app.test_cli_runner().invoke(args=["intercom", "flush-spool"])
+    assert result.exit_code == 0, result.output
+    assert "Moved 3 of 3 spooled event(s) into Redis; 0 left." in result.output
+    assert [p["created_at"] for p in intake(redis_url)] == [1700000000, 1700000001, 1700000002]
+
+
+def test_flush_spool_with_redis_down_keeps_the_events(tmp_path: Path) -> None:
+    app = build_app(tmp_path, "redis://127.0.0.1:1/0")
+    spool = Spool(state_of(app).settings.spool_dir)
+    spool.append([json.dumps({"event_name": "e", "created_at": 1700000000, "user_id": "1"})])
+    result = app.test_cli_runner().invoke(args=["intercom", "flush-spool"])
+    state_of(app).intake.close()  # type: ignore[union-attr]
+    assert result.exit_code == 1
+    assert "Redis did not take the spooled events" in result.output
+    assert spool.count() == 1
+
+
+def test_spool_loses_nothing_with_writers_and_drainers_racing(
+    tmp_path: Path, redis_url: str
+) -> None:
+    spool = Spool(tmp_path / "spool")
+    client = redis.Redis.from_url(redis_url)
+    writers = 4
+    per_writer = 200
+
+    def write(w: int) -> None:
+        for i in range(per_writer):
+            spool.append([json.dumps({"w": w, "i": i})])
+
+    def push(lines: list[str]) -> None:
+        client.rpush("drained", *lines)
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+    for thread in threads:
+        thread.start()
+    drained = 0
+    while any(t.is_alive() for t in threads):
+        drained += spool.drain(push, batch_size=7)
+    for thread in threads:
+        thread.join()
+    drained += spool.drain(push)
+    items = {(d["w"], d["i"]) for d in map(json.loads, client.lrange("drained", 0, -1))}
+    client.close()
+    assert drained == writers * per_writer
+    assert items == {(w, i) for w in range(writers) for i in range(per_writer)}
+
+
+def test_torn_spool_line_is_kept_visible_not_dropped(tmp_path: Path, redis_url: str) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool.append([json.dumps({"ok": 1})])
+    with spool.files()[0].open("a") as handle:
+        handle.write('{"torn": ')
+    client = redis.Redis.from_url(redis_url)
+    assert spool.drain(lambda lines: client.rpush("drained", *lines)) == 1
+    client.close()
+    rejected = list((tmp_path / "spool").glob("rejected-*.txt"))
+    assert [p.read_text() for p in rejected] == ['{"torn": \n']
