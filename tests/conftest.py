@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from flask_intercom_events.sandbox import Sandbox
+
 from .redis_server import RedisServer
 
 
@@ -34,3 +36,14 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def emulator() -> Iterator[Sandbox]:
+    """A running Intercom emulator of this test's own (token ``"test-token"``).
+
+    Send to ``emulator.url``; read ``emulator.events``, ``.warnings``, ``.stats``,
+    ``.requests``; change it with ``.configure(...)``, ``.script(...)``, ``.add_contact(...)``.
+    """
+    with Sandbox(tokens=["test-token"]) as sandbox:
+        yield sandbox

@@ -1,0 +1,180 @@
+"""``python -m flask_intercom_events.sandbox``: run the emulator until SIGINT or SIGTERM.
+
+The first stdout line is ``Intercom sandbox listening on http://HOST:PORT`` (flushed), so a
+parent process can read the URL as the line's last word.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from .faults import Fault
+from .server import Sandbox
+from .settings import DEFAULT_TOKEN
+from .state import Contact
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser (also used by ``flask intercom sandbox``)."""
+    parser = argparse.ArgumentParser(
+        prog=prog or "python -m flask_intercom_events.sandbox",
+        description=(
+            "Run an emulator of Intercom's Data Events API (POST /events, GET /events, "
+            "POST /events/summaries) with strict validation, bearer tokens, de-duplication, "
+            "10-second-window rate limits, latency and injected faults. What it received is "
+            "at /_sandbox/received (no token needed). The first stdout line ends with the URL."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    net = parser.add_argument_group("network")
+    net.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    net.add_argument("--port", type=int, default=0, help="port to listen on; 0 picks a free one")
+
+    auth = parser.add_argument_group("tokens and contacts")
+    auth.add_argument(
+        "--token",
+        dest="tokens",
+        action="append",
+        metavar="TOKEN",
+        help=f"accepted bearer token, repeatable (default: {DEFAULT_TOKEN})",
+    )
+    auth.add_argument(
+        "--read-only-token",
+        dest="read_only_tokens",
+        action="append",
+        default=[],
+        metavar="TOKEN",
+        help="valid token without write scope: 403 on POST; repeatable",
+    )
+    auth.add_argument(
+        "--contact",
+        dest="contacts",
+        action="append",
+        type=_contact,
+        metavar="KEY=VALUE[,KEY=VALUE]",
+        help="declare a contact, e.g. user_id=42,email=a@example.com (keys: user_id, email, "
+        "id); once any is declared (or with --require-contacts) others get 404; repeatable",
+    )
+    auth.add_argument(
+        "--require-contacts",
+        action="store_true",
+        help="answer 404 User Not Found for contacts not declared (add them at run time with "
+        "POST /_sandbox/contacts)",
+    )
+
+    limits = parser.add_argument_group("rate limit and latency")
+    limits.add_argument(
+        "--rate-limit", type=int, default=1666, help="calls per token per window; 0: unlimited"
+    )
+    limits.add_argument("--rate-window", type=float, default=10.0, help="window length, seconds")
+    limits.add_argument("--latency", type=float, default=0.0, help="seconds added to answers")
+    limits.add_argument("--jitter", type=float, default=0.0, help="up to this many more seconds")
+    limits.add_argument(
+        "--max-event-names", type=int, default=120, help="active event names; 0: no limit"
+    )
+
+    faults = parser.add_argument_group("injected faults (chances per API request, 0 to 1)")
+    faults.add_argument("--error-rate", type=float, default=0.0, help="answer --error-status")
+    faults.add_argument(
+        "--error-status", type=int, default=500, help="status of injected errors: 5xx, 408, 409"
+    )
+    faults.add_argument("--throttle-rate", type=float, default=0.0, help="answer 429")
+    faults.add_argument(
+        "--stall-rate", type=float, default=0.0, help="handle, then hold the answer"
+    )
+    faults.add_argument(
+        "--stall-seconds", type=float, default=30.0, help="how long a stall holds the answer"
+    )
+    faults.add_argument(
+        "--drop-rate", type=float, default=0.0, help="close the connection without answering"
+    )
+    faults.add_argument("--seed", type=int, default=None, help="seed for repeatable draws")
+    faults.add_argument(
+        "--script",
+        type=_script,
+        default=[],
+        metavar="FAULT[,FAULT...]",
+        help="faults for the first requests, in order: ok, 500 (any 5xx, 408, 409), 429, "
+        "drop, stall, stall:SECONDS",
+    )
+    parser.add_argument(
+        "--log-size", type=int, default=10_000, help="requests kept in the request log"
+    )
+    return parser
+
+
+def sandbox_from_args(args: argparse.Namespace) -> Sandbox:
+    """A :class:`Sandbox` configured from parsed arguments."""
+    contacts = args.contacts or ([] if args.require_contacts else None)
+    return Sandbox(
+        host=args.host,
+        port=args.port,
+        tokens=args.tokens or (DEFAULT_TOKEN,),
+        read_only_tokens=args.read_only_tokens,
+        contacts=contacts,
+        rate_limit=args.rate_limit,
+        rate_window=args.rate_window,
+        latency=args.latency,
+        jitter=args.jitter,
+        error_rate=args.error_rate,
+        error_status=args.error_status,
+        throttle_rate=args.throttle_rate,
+        stall_rate=args.stall_rate,
+        stall_seconds=args.stall_seconds,
+        drop_rate=args.drop_rate,
+        seed=args.seed,
+        max_event_names=args.max_event_names,
+        log_size=args.log_size,
+        script=args.script,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run until SIGINT or SIGTERM; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        sandbox = sandbox_from_args(args)
+        url = sandbox.start()
+    except (ValueError, OSError) as exc:
+        parser.error(str(exc))
+    stopping = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, request_stop)
+    print(f"Intercom sandbox listening on {url}", flush=True)
+    print(f"what it received: {url}/_sandbox/received", flush=True)
+    while not stopping.wait(0.5):
+        pass
+    sandbox.stop()
+    stats = sandbox.stats
+    print(
+        f"stopped: {stats.requests} requests, {stats.events} events stored, "
+        f"{stats.duplicates} duplicates, {stats.rate_limited} rate-limited",
+        flush=True,
+    )
+    return 0
+
+
+def _contact(text: str) -> Contact:
+    try:
+        fields = dict(item.split("=", 1) for item in text.split(",") if item)
+        return Contact.from_dict(fields)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: {exc}; write e.g. user_id=42,email=a@example.com"
+        ) from None
+
+
+def _script(text: str) -> list[Fault]:
+    try:
+        return [Fault.parse(item) for item in text.split(",") if item.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

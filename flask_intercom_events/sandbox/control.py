@@ -1,0 +1,138 @@
+"""The control endpoints under ``/_sandbox/``: no token, no latency, no faults, not counted.
+
+| call | what |
+|---|---|
+| ``GET /_sandbox/received`` | ``{"events": [...], "summaries": [...], "stats": {...}}`` |
+| ``GET /_sandbox/events``, ``/summaries``, ``/stats``, ``/requests`` | one of those parts |
+| ``POST /_sandbox/reset`` | forget what was received (settings and declared contacts stay) |
+| ``GET``, ``PATCH`` (or ``POST``) ``/_sandbox/settings`` | read or change settings |
+| ``GET``, ``POST /_sandbox/contacts`` | list, or declare one contact or a list of them |
+| ``GET``, ``POST``, ``DELETE /_sandbox/script`` | the fault script: read, append, clear |
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from .faults import Fault
+from .state import Contact, SandboxState
+from .wire import Reply, Request, json_reply
+
+#: Every control route starts with this.
+CONTROL_PREFIX = "/_sandbox"
+
+_Handler = Callable[[SandboxState, Any], Any]
+
+
+def is_control(path: str) -> bool:
+    """``True`` for a path under ``/_sandbox``."""
+    return path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/")
+
+
+def handle_control(state: SandboxState, request: Request) -> Reply:
+    """The reply to one control request."""
+    route = request.path[len(CONTROL_PREFIX) :].strip("/")
+    handlers = _ROUTES.get(route)
+    if handlers is None:
+        return json_reply(404, {"error": f"no control route {request.path}", "routes": _INDEX})
+    method = "POST" if request.method == "PATCH" and route == "settings" else request.method
+    handler = handlers.get(method)
+    if handler is None:
+        allowed = ", ".join(sorted(handlers))
+        return json_reply(405, {"error": f"{request.method} {request.path}: use {allowed}"})
+    try:
+        body = json.loads(request.body) if request.body.strip() else None
+        status, data = handler(state, body)
+    except (ValueError, TypeError) as exc:
+        return json_reply(400, {"error": str(exc)})
+    return json_reply(status, data)
+
+
+def _received(state: SandboxState, _: Any) -> tuple[int, Any]:
+    with state.lock:
+        return 200, {
+            "events": [event.to_dict() for event in state.events],
+            "summaries": [summary.to_dict() for summary in state.summaries],
+            "stats": state.stats.to_dict(),
+        }
+
+
+def _events(state: SandboxState, _: Any) -> tuple[int, Any]:
+    return 200, {"events": [event.to_dict() for event in state.events]}
+
+
+def _summaries(state: SandboxState, _: Any) -> tuple[int, Any]:
+    return 200, {"summaries": [summary.to_dict() for summary in state.summaries]}
+
+
+def _stats(state: SandboxState, _: Any) -> tuple[int, Any]:
+    return 200, state.stats.to_dict()
+
+
+def _requests(state: SandboxState, _: Any) -> tuple[int, Any]:
+    return 200, {"requests": [record.to_dict() for record in state.requests]}
+
+
+def _reset(state: SandboxState, _: Any) -> tuple[int, Any]:
+    state.reset()
+    return 200, state.stats.to_dict()
+
+
+def _get_settings(state: SandboxState, _: Any) -> tuple[int, Any]:
+    return 200, state.settings.to_dict()
+
+
+def _set_settings(state: SandboxState, body: Any) -> tuple[int, Any]:
+    if not isinstance(body, dict):
+        raise ValueError('send a JSON object of settings to change, e.g. {"latency": 0.1}')
+    return 200, state.configure(**body).to_dict()
+
+
+def _get_contacts(state: SandboxState, _: Any) -> tuple[int, Any]:
+    return 200, {"contacts": [contact.to_dict() for contact in state.contacts]}
+
+
+def _add_contacts(state: SandboxState, body: Any) -> tuple[int, Any]:
+    items = body if isinstance(body, list) else [body]
+    if not all(isinstance(item, dict) for item in items):
+        raise ValueError('send a contact {"user_id": ..., "email": ..., "id": ...} or a list')
+    contacts = [Contact.from_dict(item) for item in items]
+    added = [state.add_contact(contact) for contact in contacts]
+    return 201, {"contacts": [contact.to_dict() for contact in added]}
+
+
+def _get_script(state: SandboxState, _: Any) -> tuple[int, Any]:
+    with state.lock:
+        return 200, {"script": [str(fault) for fault in state.faults.pending]}
+
+
+def _extend_script(state: SandboxState, body: Any) -> tuple[int, Any]:
+    items = body.get("script") if isinstance(body, dict) else body
+    if not isinstance(items, list):
+        raise ValueError('send {"script": ["500", "429", "drop", "stall:2", "ok"]}')
+    faults = [Fault.parse(item) for item in items]
+    with state.lock:
+        state.faults.extend(faults)
+    return _get_script(state, None)
+
+
+def _clear_script(state: SandboxState, _: Any) -> tuple[int, Any]:
+    with state.lock:
+        state.faults.clear()
+    return _get_script(state, None)
+
+
+_ROUTES: dict[str, dict[str, _Handler]] = {
+    "received": {"GET": _received},
+    "events": {"GET": _events},
+    "summaries": {"GET": _summaries},
+    "stats": {"GET": _stats},
+    "requests": {"GET": _requests},
+    "reset": {"POST": _reset},
+    "settings": {"GET": _get_settings, "POST": _set_settings},
+    "contacts": {"GET": _get_contacts, "POST": _add_contacts},
+    "script": {"GET": _get_script, "POST": _extend_script, "DELETE": _clear_script},
+}
+_INDEX = sorted(f"{CONTROL_PREFIX}/{route}" for route in _ROUTES)

@@ -1,0 +1,908 @@
+"""The Intercom emulator, over real HTTP: what it accepts, refuses, warns about and counts.
+
+The wire is spoken with ``requests`` directly (not the package's client), so these tests pin
+the emulator to the API notes on their own.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import requests
+
+from flask_intercom_events.sandbox import Sandbox
+
+TOKEN = "test-token"
+NOW = int(time.time()) - 60
+DAY = 24 * 3600
+HEADERS = {
+    "Authorization": f"Bearer {TOKEN}",
+    "Accept": "application/json",
+    "Intercom-Version": "2.11",
+}
+SCHEMA_FILE = (
+    Path(__file__).resolve().parent.parent.parent
+    / "shared"
+    / "reference"
+    / "intercom-openapi"
+    / "events-2.11.resolved.json"
+)
+
+
+def body(*remove: str, **changes: Any) -> dict[str, Any]:
+    """A valid ``POST /events`` body, with ``changes`` applied and ``remove`` keys left out."""
+    data: dict[str, Any] = {"event_name": "invited-friend", "created_at": NOW, "user_id": "42"}
+    data.update(changes)
+    for key in remove:
+        del data[key]
+    return data
+
+
+def post(
+    url: str,
+    data: Any = None,
+    *,
+    path: str = "/events",
+    token: str | None = TOKEN,
+    headers: dict[str, str] | None = None,
+) -> requests.Response:
+    """POST ``data`` as JSON (bytes as they are) with the usual Intercom headers."""
+    sent = {**HEADERS, "Content-Type": "application/json", **(headers or {})}
+    if token is None:
+        del sent["Authorization"]
+    else:
+        sent["Authorization"] = f"Bearer {token}"
+    if isinstance(data, bytes):
+        payload = data
+    else:
+        payload = json.dumps(body() if data is None else data).encode()
+    return requests.post(url + path, data=payload, headers=sent, timeout=5)
+
+
+def get(url: str, query: str, token: str = TOKEN) -> requests.Response:
+    """GET ``/events?query``."""
+    return requests.get(
+        f"{url}/events?{query}",
+        headers={**HEADERS, "Authorization": f"Bearer {token}"},
+        timeout=5,
+    )
+
+
+def assert_error(
+    response: requests.Response, status: int, code: str, field: str | None = None
+) -> None:
+    """``response`` is an Intercom ``error.list`` with ``code`` (and ``field``) first."""
+    assert response.status_code == status, response.text
+    error = response.json()
+    assert error["type"] == "error.list"
+    assert isinstance(error["request_id"], str)
+    assert error["request_id"] == response.headers["X-Request-Id"]
+    assert error["errors"][0]["code"] == code
+    assert error["errors"][0]["message"]
+    if field is not None:
+        assert error["errors"][0]["field"] == field
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    """An emulator with declared contacts, two tokens and a read-only one."""
+    with Sandbox(
+        tokens=[TOKEN, "second-token"],
+        read_only_tokens=["reader-token"],
+        contacts=[{"user_id": "42", "email": "Ada@Example.com"}, {"id": "lead-1"}],
+    ) as running:
+        yield running
+
+
+# -- POST /events: accepted ------------------------------------------------------------------
+
+
+def test_valid_event_is_accepted_and_stored_as_sent(emulator: Sandbox) -> None:
+    sent = body(email="ada@example.com", metadata={"invite_code": "ADDAFRIEND", "seats": 3})
+
+    response = post(emulator.url, sent)
+
+    assert response.status_code == 202
+    assert response.content == b""
+    [received] = emulator.events
+    assert received.body == sent
+    assert (received.event_name, received.created_at) == ("invited-friend", NOW)
+    assert (received.user_id, received.email, received.id) == ("42", "ada@example.com", None)
+    assert received.metadata == {"invite_code": "ADDAFRIEND", "seats": 3}
+    assert received.warnings == ()
+    assert received.request_id == response.headers["X-Request-Id"]
+    assert emulator.warnings == []
+    assert emulator.stats.by_status == {202: 1}
+    assert emulator.stats.events == 1
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        pytest.param({"source": "desktop"}, id="string"),
+        pytest.param({"load": 3.67, "seats": 3, "zero": 0}, id="numbers"),
+        pytest.param({"contact_date": 1392036272}, id="date"),
+        pytest.param({"article": "https://example.org/ab1de.html"}, id="link"),
+        pytest.param(
+            {"article": {"url": "https://example.org/ab1de.html", "value": "the dude abides"}},
+            id="rich-link",
+        ),
+        pytest.param({"price": {"amount": 34999, "currency": "eur"}}, id="money"),
+        pytest.param({f"key_{n}": n for n in range(10)}, id="ten-keys"),
+        pytest.param({"note": "x" * 255}, id="255-characters"),
+        pytest.param({}, id="empty"),
+    ],
+)
+def test_every_documented_metadata_type_is_accepted_without_warning(
+    emulator: Sandbox, metadata: dict[str, Any]
+) -> None:
+    response = post(emulator.url, body(metadata=metadata))
+
+    assert response.status_code == 202, response.text
+    [received] = emulator.events
+    assert received.metadata == metadata
+    assert emulator.warnings == []
+
+
+@pytest.mark.parametrize(
+    "identity",
+    [{"user_id": "42"}, {"email": "ada@example.com"}, {"id": "5f0c1d2e3a4b5c6d7e8f9a0b"}],
+    ids=["user_id", "email", "id"],
+)
+def test_any_one_identifier_is_enough(emulator: Sandbox, identity: dict[str, str]) -> None:
+    response = post(emulator.url, {**body("user_id"), **identity})
+
+    assert response.status_code == 202
+    assert emulator.stats.events == 1
+
+
+# -- POST /events: refused -------------------------------------------------------------------
+
+NOT_JSON = object()
+
+REFUSALS = [
+    pytest.param(b"{not json", "parameter_invalid", None, id="not-json"),
+    pytest.param(b'{"event_name": "a", "created_at": NaN}', "parameter_invalid", None, id="nan"),
+    pytest.param(b"\xff\xfe", "parameter_invalid", None, id="not-utf8"),
+    pytest.param(b"[" * 5000 + b"]" * 5000, "parameter_invalid", None, id="deep-nesting"),
+    pytest.param([body()], "parameter_invalid", None, id="array-body"),
+    pytest.param("invited-friend", "parameter_invalid", None, id="string-body"),
+    pytest.param(body("event_name"), "parameter_not_found", "event_name", id="no-event_name"),
+    pytest.param(body("created_at"), "parameter_not_found", "created_at", id="no-created_at"),
+    pytest.param(body("user_id"), "parameter_not_found", "user_id", id="no-identifier"),
+    pytest.param(body(event_name=7), "parameter_invalid", "event_name", id="name-number"),
+    pytest.param(body(event_name=""), "parameter_invalid", "event_name", id="name-empty"),
+    pytest.param(body(created_at="1700000000"), "parameter_invalid", "created_at", id="ts-str"),
+    pytest.param(body(created_at=1.7e9), "parameter_invalid", "created_at", id="ts-float"),
+    pytest.param(body(created_at=True), "parameter_invalid", "created_at", id="ts-bool"),
+    pytest.param(body(created_at=None), "parameter_invalid", "created_at", id="ts-null"),
+    pytest.param(body(created_at=-1), "parameter_invalid", "created_at", id="ts-negative"),
+    pytest.param(body(user_id=42), "parameter_invalid", "user_id", id="user_id-number"),
+    pytest.param(body(user_id=""), "parameter_invalid", "user_id", id="user_id-empty"),
+    pytest.param(body(email=None), "parameter_invalid", "email", id="email-null"),
+    pytest.param(body(id=["x"]), "parameter_invalid", "id", id="id-list"),
+    pytest.param(body(metadata=[1]), "parameter_invalid", "metadata", id="metadata-list"),
+    pytest.param(body(metadata="a=b"), "parameter_invalid", "metadata", id="metadata-str"),
+    pytest.param(body(metadata=None), "parameter_invalid", "metadata", id="metadata-null"),
+    pytest.param(body(metadata={"ok": True}), "parameter_invalid", "metadata.ok", id="bool"),
+    pytest.param(body(metadata={"x": None}), "parameter_invalid", "metadata.x", id="null"),
+    pytest.param(body(metadata={"x": [1, 2]}), "parameter_invalid", "metadata.x", id="list"),
+    pytest.param(body(metadata={"x": {"a": 1}}), "parameter_invalid", "metadata.x", id="object"),
+    pytest.param(
+        body(metadata={"x": {"url": "https://a.example", "value": "v", "more": 1}}),
+        "parameter_invalid",
+        "metadata.x",
+        id="rich-link-extra-key",
+    ),
+    pytest.param(
+        body(metadata={"x": {"url": "ftp://a.example/f", "value": "v"}}),
+        "parameter_invalid",
+        "metadata.x",
+        id="rich-link-not-http",
+    ),
+    pytest.param(
+        body(metadata={"x": {"url": "https://a.example", "value": 3}}),
+        "parameter_invalid",
+        "metadata.x",
+        id="rich-link-value-number",
+    ),
+    pytest.param(
+        body(metadata={"p": {"amount": 0, "currency": "eur"}}),
+        "parameter_invalid",
+        "metadata.p",
+        id="money-zero",
+    ),
+    pytest.param(
+        body(metadata={"p": {"amount": 349.99, "currency": "eur"}}),
+        "parameter_invalid",
+        "metadata.p",
+        id="money-float",
+    ),
+    pytest.param(
+        body(metadata={"p": {"amount": True, "currency": "eur"}}),
+        "parameter_invalid",
+        "metadata.p",
+        id="money-bool",
+    ),
+    pytest.param(
+        body(metadata={"p": {"amount": 100, "currency": ""}}),
+        "parameter_invalid",
+        "metadata.p",
+        id="money-no-currency",
+    ),
+    pytest.param(
+        body(metadata={"p": {"amount": 100}}), "parameter_invalid", "metadata.p", id="money-half"
+    ),
+]
+
+
+@pytest.mark.parametrize(("sent", "code", "field"), REFUSALS)
+def test_invalid_event_is_refused_with_400(
+    emulator: Sandbox, sent: Any, code: str, field: str | None
+) -> None:
+    response = post(emulator.url, sent)
+
+    assert_error(response, 400, code, field)
+    assert emulator.events == []
+    assert emulator.stats.by_status == {400: 1}
+
+
+def test_every_mistake_in_a_body_is_listed(emulator: Sandbox) -> None:
+    response = post(emulator.url, {"created_at": "now", "user_id": 1, "metadata": {"a": None}})
+
+    assert response.status_code == 400
+    fields = [error["field"] for error in response.json()["errors"]]
+    assert fields == ["event_name", "created_at", "user_id", "metadata.a"]
+
+
+# -- POST /events: accepted like Intercom, with warnings ---------------------------------------
+
+ELEVEN_KEYS = {f"key_{n:02}": n for n in range(12)}
+
+WARNINGS = [
+    pytest.param(body(created_at=NOW * 1000), ["created_at_milliseconds"], {}, id="milliseconds"),
+    pytest.param(
+        body(event_name="Invited-Friend"),
+        ["event_name_case"],
+        {"event_name": "invited-friend"},
+        id="upper-case",
+    ),
+    pytest.param(
+        body(event_name="invited.friend$x"),
+        ["event_name_characters"],
+        {"event_name": "invited-friend-x"},
+        id="dot-dollar",
+    ),
+    pytest.param(
+        body(metadata=ELEVEN_KEYS),
+        ["metadata_keys_ignored"],
+        {"metadata": {f"key_{n:02}": n for n in range(10)}},
+        id="twelve-keys",
+    ),
+    pytest.param(body(metadata={"note": "x" * 256}), ["string_too_long"], {}, id="long-value"),
+    pytest.param(body(user_id="u" * 300), ["string_too_long"], {}, id="long-user_id"),
+    pytest.param(
+        body(metadata={"a": {"url": "https://a.example", "value": "v" * 256}}),
+        ["string_too_long"],
+        {},
+        id="long-rich-link-value",
+    ),
+    pytest.param(body(metadata={"a.b": 1}), ["metadata_key_characters"], {}, id="key-dot"),
+    pytest.param(
+        body(metadata={"Plan": "pro", "plan": "free"}), ["metadata_key_case"], {}, id="key-case"
+    ),
+    pytest.param(
+        body(metadata={"signup_date": "yesterday"}), ["metadata_date"], {}, id="date-string"
+    ),
+    pytest.param(
+        body(metadata={"signup_date": NOW * 1000}), ["metadata_date"], {}, id="date-millis"
+    ),
+    pytest.param(body(metdata={"a": 1}), ["unknown_parameter"], {}, id="unknown-key"),
+]
+
+
+@pytest.mark.parametrize(("sent", "codes", "stored"), WARNINGS)
+def test_silent_mistakes_are_accepted_and_warned(
+    emulator: Sandbox, sent: dict[str, Any], codes: list[str], stored: dict[str, Any]
+) -> None:
+    response = post(emulator.url, sent)
+
+    assert response.status_code == 202, response.text
+    [received] = emulator.events
+    assert [warning.code for warning in received.warnings] == codes
+    assert all(warning.message for warning in received.warnings)
+    assert emulator.stats.warnings == len(codes)
+    assert received.body == sent
+    for name, value in stored.items():
+        assert getattr(received, name) == value
+
+
+@pytest.mark.parametrize(
+    ("headers", "code"),
+    [
+        ({"Content-Type": "text/plain"}, "content_type"),
+        ({"Accept": "*/*"}, "accept_header"),
+        ({"Intercom-Version": ""}, None),
+    ],
+    ids=["content-type", "accept", "version-empty-is-sent"],
+)
+def test_header_mistakes_are_warned(
+    emulator: Sandbox, headers: dict[str, str], code: str | None
+) -> None:
+    assert post(emulator.url, headers=headers).status_code == 202
+    assert [warning.code for warning in emulator.warnings] == ([code] if code else [])
+
+
+def test_missing_intercom_version_is_warned(emulator: Sandbox) -> None:
+    response = requests.post(
+        emulator.url + "/events",
+        json=body(),
+        headers={"Authorization": f"Bearer {TOKEN}", "Accept": "application/json"},
+        timeout=5,
+    )
+
+    assert response.status_code == 202
+    assert [warning.code for warning in emulator.warnings] == ["intercom_version_missing"]
+
+
+# -- tokens --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Bearer wrong-token", "Basic dGVzdC10b2tlbjo=", "Bearer ", TOKEN],
+    ids=["missing", "wrong", "basic", "empty", "no-scheme"],
+)
+def test_bad_token_is_refused_with_401(emulator: Sandbox, authorization: str | None) -> None:
+    headers = {"Content-Type": "application/json"}
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    response = requests.post(emulator.url + "/events", json=body(), headers=headers, timeout=5)
+
+    assert_error(response, 401, "unauthorized")
+    assert response.json()["errors"][0]["message"] == "Access Token Invalid"
+    assert "X-RateLimit-Limit" not in response.headers
+    assert emulator.events == []
+
+
+def test_every_configured_token_is_accepted(sandbox: Sandbox) -> None:
+    assert post(sandbox.url, token=TOKEN).status_code == 202
+    assert post(sandbox.url, body(created_at=NOW - 1), token="second-token").status_code == 202
+    assert sandbox.stats.events == 2
+
+
+def test_read_only_token_can_read_but_not_write(sandbox: Sandbox) -> None:
+    assert_error(post(sandbox.url, token="reader-token"), 403, "forbidden")
+    assert_error(
+        post(sandbox.url, {"user_id": "42"}, path="/events/summaries", token="reader-token"),
+        403,
+        "forbidden",
+    )
+    assert get(sandbox.url, "type=user&user_id=42", token="reader-token").status_code == 200
+    assert sandbox.events == []
+    assert sandbox.stats.by_status == {403: 2, 200: 1}
+
+
+# -- contacts ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("identity", "status"),
+    [
+        ({"user_id": "42"}, 202),
+        ({"email": "ada@example.com"}, 202),
+        ({"email": "ADA@EXAMPLE.COM"}, 202),
+        ({"id": "lead-1"}, 202),
+        ({"user_id": "43"}, 404),
+        ({"email": "bob@example.com"}, 404),
+        ({"id": "lead-2"}, 404),
+        ({"user_id": "43", "email": "ada@example.com"}, 202),
+    ],
+    ids=lambda value: json.dumps(value) if isinstance(value, dict) else str(value),
+)
+def test_declared_contacts_only(sandbox: Sandbox, identity: dict[str, str], status: int) -> None:
+    response = post(sandbox.url, {**body("user_id"), **identity})
+
+    assert response.status_code == status
+    if status == 404:
+        assert_error(response, 404, "not_found")
+        assert response.json()["errors"][0]["message"] == "User Not Found"
+    assert sandbox.stats.events == (1 if status == 202 else 0)
+
+
+def test_contact_declared_at_run_time_is_then_accepted(sandbox: Sandbox) -> None:
+    for attempt in range(3):
+        assert post(sandbox.url, body(user_id="late")).status_code == 404, attempt
+
+    contact = sandbox.add_contact(user_id="late")
+
+    assert post(sandbox.url, body(user_id="late")).status_code == 202
+    [received] = sandbox.events
+    assert received.intercom_user_id == contact.id
+    assert sandbox.stats.by_status == {404: 3, 202: 1}
+
+
+def test_accept_all_contacts_creates_each_contact_once(emulator: Sandbox) -> None:
+    post(emulator.url, body(user_id="a", email="a@example.com"))
+    post(emulator.url, body(email="a@example.com", created_at=NOW - 1))
+    post(emulator.url, body(user_id="b"))
+
+    assert sorted(contact.user_id or "" for contact in emulator.contacts) == ["a", "b"]
+    first, second, _ = emulator.events
+    assert first.intercom_user_id == second.intercom_user_id
+
+
+# -- de-duplication ----------------------------------------------------------------------------
+
+
+def test_duplicate_is_answered_202_counted_and_not_stored(emulator: Sandbox) -> None:
+    responses = [post(emulator.url, body(metadata={"try": n})) for n in range(3)]
+
+    assert [response.status_code for response in responses] == [202, 202, 202]
+    [stored] = emulator.events
+    assert stored.metadata == {"try": 0}
+    assert emulator.stats.duplicates == 2
+    assert emulator.stats.by_status == {202: 3}
+
+
+@pytest.mark.parametrize(
+    ("second", "duplicate"),
+    [
+        (body(), True),
+        (body(event_name="INVITED-FRIEND"), True),
+        (body(event_name="invited.friend"), True),
+        (body(created_at=NOW + 1), False),
+        (body(event_name="invited-friends"), False),
+        (body(user_id="43"), False),
+    ],
+    ids=["same", "case", "dot", "other-second", "other-name", "other-contact"],
+)
+def test_duplicate_key_is_contact_name_and_created_at(
+    emulator: Sandbox, second: dict[str, Any], duplicate: bool
+) -> None:
+    post(emulator.url, body())
+    post(emulator.url, second)
+
+    assert emulator.stats.duplicates == int(duplicate)
+    assert emulator.stats.events == (1 if duplicate else 2)
+
+
+def test_duplicates_count_against_the_rate_limit(emulator: Sandbox) -> None:
+    emulator.configure(rate_limit=2)
+
+    statuses = [post(emulator.url).status_code for _ in range(3)]
+
+    assert statuses == [202, 202, 429]
+    assert emulator.stats.duplicates == 1
+
+
+# -- active event names ------------------------------------------------------------------------
+
+
+def test_new_event_name_past_the_limit_is_refused_with_422(emulator: Sandbox) -> None:
+    emulator.configure(max_event_names=2)
+    assert post(emulator.url, body(event_name="one")).status_code == 202
+    assert post(emulator.url, body(event_name="two")).status_code == 202
+
+    refused = post(emulator.url, body(event_name="three"))
+
+    assert_error(refused, 422, "422")
+    assert refused.json()["errors"][0]["message"] == "Cannot have more than 2 active event names"
+    assert post(emulator.url, body(event_name="one", created_at=NOW - 5)).status_code == 202
+
+
+# -- rate limit ------------------------------------------------------------------------------
+
+
+class Clock:
+    """A settable clock for exact rate windows."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_rate_limit_headers_429_and_refill_at_reset() -> None:
+    clock = Clock(1_700_000_003.5)
+    with Sandbox(tokens=[TOKEN, "second-token"], rate_limit=3, clock=clock) as sandbox:
+        answers = [post(sandbox.url, body(created_at=NOW - n)) for n in range(4)]
+
+        assert [answer.status_code for answer in answers] == [202, 202, 202, 429]
+        assert [answer.headers["X-RateLimit-Remaining"] for answer in answers] == [
+            "2",
+            "1",
+            "0",
+            "0",
+        ]
+        assert {answer.headers["X-RateLimit-Limit"] for answer in answers} == {"3"}
+        assert {answer.headers["X-RateLimit-Reset"] for answer in answers} == {"1700000010"}
+        assert_error(answers[3], 429, "rate_limit_exceeded")
+        assert answers[3].json()["errors"][0]["message"] == "Exceeded rate limit of 3 in 10_seconds"
+        # Refused and unauthorized calls: the first counts, the second does not.
+        assert post(sandbox.url, b"{").status_code == 429
+        assert post(sandbox.url, token="nobody").status_code == 401
+        # Another token has a budget of its own.
+        other = post(sandbox.url, body(created_at=NOW - 9), token="second-token")
+        assert other.headers["X-RateLimit-Remaining"] == "2"
+
+        clock.now = 1_700_000_010.0
+        refilled = post(sandbox.url, body(created_at=NOW - 10))
+
+        assert refilled.status_code == 202
+        assert refilled.headers["X-RateLimit-Remaining"] == "2"
+        assert refilled.headers["X-RateLimit-Reset"] == "1700000020"
+        assert sandbox.stats.rate_limited == 2
+        assert sandbox.stats.events == 5
+
+
+def test_short_real_window_refills(emulator: Sandbox) -> None:
+    emulator.configure(rate_limit=2, rate_window=0.2)
+    statuses = [post(emulator.url, body(created_at=NOW - n)).status_code for n in range(5)]
+    assert 429 in statuses
+    reset = post(emulator.url, body(created_at=NOW - 99)).headers["X-RateLimit-Reset"]
+
+    time.sleep(0.25)
+
+    assert post(emulator.url, body(created_at=NOW - 100)).status_code == 202
+    assert int(reset) >= int(time.time()) - 1
+
+
+def test_unlimited_sends_no_rate_headers(emulator: Sandbox) -> None:
+    emulator.configure(rate_limit=0)
+    answers = [post(emulator.url, body(created_at=NOW - n)) for n in range(20)]
+
+    assert {answer.status_code for answer in answers} == {202}
+    assert "X-RateLimit-Limit" not in answers[0].headers
+
+
+# -- GET /events -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def openapi() -> dict[str, Any]:
+    """Intercom's 2.11 schemas (the shared/ folder sits beside the repository, as in CI)."""
+    if not SCHEMA_FILE.is_file():
+        pytest.fail(f"Intercom's OpenAPI reference is missing: expected {SCHEMA_FILE}")
+    schemas: dict[str, Any] = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))["schemas"]
+    return schemas
+
+
+def test_list_events_newest_first_in_pages(sandbox: Sandbox, openapi: dict[str, Any]) -> None:
+    for age in range(5):
+        post(sandbox.url, body(event_name=f"did-{age}", created_at=NOW - age * 60))
+    post(sandbox.url, body(event_name="long-ago", created_at=NOW - 91 * DAY))
+    post(sandbox.url, body(event_name="not-quite", created_at=NOW - 89 * DAY))
+
+    names: list[str] = []
+    url: str | None = f"{sandbox.url}/events?type=user&user_id=42&per_page=2"
+    pages = 0
+    while url:
+        page = requests.get(url, headers=HEADERS, timeout=5)
+        assert page.status_code == 200
+        answer = page.json()
+        assert answer["type"] == "event.summary"
+        assert (answer["user_id"], answer["email"]) == ("42", "Ada@Example.com")
+        assert answer["intercom_user_id"] == sandbox.contacts[0].id
+        for item in answer["events"]:
+            jsonschema.validate(item, openapi["data_event"])
+            assert item["type"] == "event"
+        names += [item["event_name"] for item in answer["events"]]
+        url = answer["pages"].get("next")
+        assert url is None or url.startswith(sandbox.url + "/events?")
+        pages += 1
+
+    assert names == [*(f"did-{age}" for age in range(5)), "not-quite"]
+    assert pages == 3
+
+
+def test_list_events_default_page_is_15(emulator: Sandbox) -> None:
+    for n in range(16):
+        post(emulator.url, body(created_at=NOW - n))
+
+    answer = get(emulator.url, "type=user&user_id=42").json()
+
+    assert len(answer["events"]) == 15
+    assert "page=2" in answer["pages"]["next"]
+
+
+def test_listed_event_looks_like_intercoms(emulator: Sandbox) -> None:
+    post(emulator.url, body(email="ada@example.com", metadata={"price": 3}))
+    [contact] = emulator.contacts
+
+    [item] = get(emulator.url, f"type=user&intercom_user_id={contact.id}").json()["events"]
+
+    assert item == {
+        "type": "event",
+        "event_name": "invited-friend",
+        "created_at": NOW,
+        "user_id": "42",
+        "intercom_user_id": contact.id,
+        "email": "ada@example.com",
+        "metadata": {"price": 3},
+    }
+
+
+def test_summary_counts_every_event_and_submitted_summaries(
+    sandbox: Sandbox, openapi: dict[str, Any]
+) -> None:
+    for n in range(3):
+        post(sandbox.url, body(event_name="logged-in", created_at=NOW - n * DAY))
+    post(sandbox.url, body(event_name="logged-in", created_at=NOW - 200 * DAY))
+    post(sandbox.url, body(event_name="upgraded"))
+    summaries = {"event_name": "upgraded", "count": 4, "first": NOW - 300 * DAY, "last": NOW}
+    post(sandbox.url, {"user_id": "42", "event_summaries": summaries}, path="/events/summaries")
+
+    answer = get(sandbox.url, "type=user&email=ada%40example.com&summary=true").json()
+
+    jsonschema.validate(answer, openapi["data_event_summary"])
+    assert "pages" not in answer
+    counted = {item["name"]: item for item in answer["events"]}
+    assert {name: item["count"] for name, item in counted.items()} == {
+        "logged-in": 4,
+        "upgraded": 5,
+    }
+    assert counted["upgraded"]["first"] == time.strftime(
+        "%Y-%m-%dT%H:%M:%S.000+00:00", time.gmtime(NOW - 300 * DAY)
+    )
+    assert counted["logged-in"]["last"] == time.strftime(
+        "%Y-%m-%dT%H:%M:%S.000+00:00", time.gmtime(NOW)
+    )
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "code", "field"),
+    [
+        ("user_id=42", 400, "parameter_not_found", "type"),
+        ("type=lead&user_id=42", 400, "parameter_invalid", "type"),
+        ("type=user", 400, "parameter_not_found", "user_id"),
+        ("type=user&user_id=42&email=ada%40example.com", 400, "parameter_invalid", "email"),
+        ("type=user&user_id=", 400, "parameter_invalid", "user_id"),
+        ("type=user&user_id=42&per_page=0", 400, "parameter_invalid", "per_page"),
+        ("type=user&user_id=42&per_page=ten", 400, "parameter_invalid", "per_page"),
+        ("type=user&user_id=42&summary=yes", 400, "parameter_invalid", "summary"),
+        ("type=user&user_id=nobody", 404, "not_found", None),
+        ("type=user&intercom_user_id=nobody", 404, "not_found", None),
+    ],
+)
+def test_list_events_refusals(
+    sandbox: Sandbox, query: str, status: int, code: str, field: str | None
+) -> None:
+    assert_error(get(sandbox.url, query), status, code, field)
+
+
+# -- POST /events/summaries ------------------------------------------------------------------
+
+
+def test_summaries_are_accepted_and_recorded(emulator: Sandbox) -> None:
+    sent = {
+        "user_id": "42",
+        "event_summaries": {
+            "event_name": "invited-friend",
+            "count": 3,
+            "first": NOW - 9,
+            "last": NOW,
+        },
+    }
+
+    response = post(emulator.url, sent, path="/events/summaries")
+
+    assert response.status_code == 200
+    assert response.content == b""
+    [summary] = emulator.summaries
+    assert (summary.user_id, summary.event_name, summary.count) == ("42", "invited-friend", 3)
+    assert (summary.first, summary.last) == (NOW - 9, NOW)
+    assert summary.body == sent
+    assert emulator.warnings == []
+    assert emulator.stats.summaries == 1
+
+
+GOOD_SUMMARY = {"event_name": "invited-friend", "count": 1, "first": NOW, "last": NOW}
+
+
+@pytest.mark.parametrize(
+    ("sent", "code", "field"),
+    [
+        ({"event_summaries": GOOD_SUMMARY}, "parameter_not_found", "user_id"),
+        ({"user_id": 42, "event_summaries": GOOD_SUMMARY}, "parameter_invalid", "user_id"),
+        ({"user_id": "42"}, "parameter_not_found", "event_summaries"),
+        ({"user_id": "42", "event_summaries": [GOOD_SUMMARY]}, "parameter_invalid", None),
+        (
+            {"user_id": "42", "event_summaries": {**GOOD_SUMMARY, "count": "3"}},
+            "parameter_invalid",
+            "event_summaries.count",
+        ),
+        (
+            {"user_id": "42", "event_summaries": {**GOOD_SUMMARY, "count": 0}},
+            "parameter_invalid",
+            "event_summaries.count",
+        ),
+        (
+            {"user_id": "42", "event_summaries": {**GOOD_SUMMARY, "first": NOW + 1}},
+            "parameter_invalid",
+            "event_summaries.first",
+        ),
+        (
+            {"user_id": "42", "event_summaries": {"count": 1, "first": NOW, "last": NOW}},
+            "parameter_not_found",
+            "event_summaries.event_name",
+        ),
+    ],
+    ids=[
+        "no-user_id",
+        "user_id-number",
+        "no-summaries",
+        "summaries-list",
+        "count-string",
+        "count-zero",
+        "first-after-last",
+        "no-name",
+    ],
+)
+def test_invalid_summaries_are_refused(
+    emulator: Sandbox, sent: dict[str, Any], code: str, field: str | None
+) -> None:
+    assert_error(post(emulator.url, sent, path="/events/summaries"), 400, code, field)
+    assert emulator.summaries == []
+
+
+def test_summaries_for_an_unknown_contact_are_not_found(sandbox: Sandbox) -> None:
+    sent = {"user_id": "nobody", "event_summaries": GOOD_SUMMARY}
+    assert_error(post(sandbox.url, sent, path="/events/summaries"), 404, "not_found")
+
+
+# -- routes ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/contacts", 404), ("DELETE", "/events", 405), ("GET", "/events/summaries", 405)],
+)
+def test_unknown_routes(emulator: Sandbox, method: str, path: str, status: int) -> None:
+    response = requests.request(method, emulator.url + path, headers=HEADERS, timeout=5)
+    assert response.status_code == status
+    assert response.json()["type"] == "error.list"
+
+
+# -- faults and latency ------------------------------------------------------------------------
+
+
+def test_scripted_faults_happen_in_order(emulator: Sandbox) -> None:
+    emulator.script("500", "429", "drop", "stall:0.5", "503", "408", "409", "ok")
+
+    server_error = post(emulator.url, body(created_at=NOW - 1))
+    throttled = post(emulator.url, body(created_at=NOW - 2))
+    with pytest.raises(requests.ConnectionError):
+        post(emulator.url, body(created_at=NOW - 3))
+    with pytest.raises(requests.ReadTimeout):
+        requests.post(
+            emulator.url + "/events",
+            json=body(created_at=NOW - 4),
+            headers=HEADERS,
+            timeout=(2, 0.1),
+        )
+    others = [post(emulator.url, body(created_at=NOW - 5 - n)) for n in range(4)]
+
+    assert_error(server_error, 500, "server_error")
+    assert_error(throttled, 429, "rate_limit_exceeded")
+    assert throttled.headers["X-RateLimit-Remaining"] == "0"
+    assert int(throttled.headers["X-RateLimit-Reset"]) > time.time()
+    assert_error(others[0], 503, "server_error")
+    assert_error(others[1], 408, "request_timeout")
+    assert_error(others[2], 409, "conflict")
+    assert others[3].status_code == 202
+    # Errors, 429 and drops are not handled; a stall is handled, only its answer is held.
+    assert [event.created_at for event in emulator.events] == [NOW - 4, NOW - 8]
+    stats = emulator.stats
+    assert stats.faults == {"error": 4, "throttle": 1, "drop": 1, "stall": 1}
+    assert stats.dropped == 1
+    assert stats.rate_limited == 1
+    assert [record.fault for record in emulator.requests] == [
+        "500",
+        "429",
+        "drop",
+        "stall:0.5",
+        "503",
+        "408",
+        "409",
+        None,
+    ]
+    assert [record.status for record in emulator.requests][:3] == [500, 429, None]
+
+
+def test_random_faults_are_repeatable_under_a_seed() -> None:
+    def statuses(seed: int) -> list[int]:
+        with Sandbox(tokens=[TOKEN], error_rate=0.3, throttle_rate=0.2, seed=seed) as sandbox:
+            return [post(sandbox.url, body(created_at=NOW - n)).status_code for n in range(40)]
+
+    first, again, other = statuses(7), statuses(7), statuses(8)
+
+    assert first == again
+    assert first != other
+    assert set(first) == {202, 429, 500}
+
+
+@pytest.mark.parametrize(
+    ("setting", "check"),
+    [
+        ({"error_rate": 1.0, "error_status": 502}, 502),
+        ({"throttle_rate": 1.0}, 429),
+        ({"drop_rate": 1.0}, None),
+    ],
+    ids=["error", "throttle", "drop"],
+)
+def test_fault_rate_of_one_hits_every_request(
+    emulator: Sandbox, setting: dict[str, Any], check: int | None
+) -> None:
+    emulator.configure(**setting)
+    for _ in range(3):
+        if check is None:
+            with pytest.raises(requests.ConnectionError):
+                post(emulator.url)
+        else:
+            assert post(emulator.url).status_code == check
+    assert emulator.events == []
+    assert emulator.stats.requests == 3
+
+
+def test_random_stall_holds_the_answer_for_stall_seconds(emulator: Sandbox) -> None:
+    emulator.configure(stall_rate=1.0, stall_seconds=0.3)
+    started = time.monotonic()
+
+    response = post(emulator.url)
+
+    assert response.status_code == 202
+    assert 0.3 <= time.monotonic() - started < 2
+    assert emulator.stats.faults == {"stall": 1}
+
+
+def test_latency_and_jitter(emulator: Sandbox) -> None:
+    emulator.configure(latency=0.15)
+    started = time.monotonic()
+    assert post(emulator.url).status_code == 202
+    assert 0.15 <= time.monotonic() - started < 1
+
+    emulator.configure(latency=0.05, jitter=0.1, seed=3)
+    for n in range(3):
+        started = time.monotonic()
+        post(emulator.url, body(created_at=NOW - n - 1))
+        assert 0.05 <= time.monotonic() - started < 1
+
+    # The control endpoints answer at once.
+    started = time.monotonic()
+    requests.get(emulator.url + "/_sandbox/stats", timeout=5)
+    assert time.monotonic() - started < 0.05
+
+
+# -- reset ---------------------------------------------------------------------------------
+
+
+def test_reset_forgets_what_was_received_but_keeps_settings_and_contacts(
+    sandbox: Sandbox,
+) -> None:
+    sandbox.configure(latency=0.01)
+    post(sandbox.url)
+    post(sandbox.url, body(event_name="X.y"))
+    post(sandbox.url, body(user_id="stranger"))
+    sandbox.script("500")
+
+    sandbox.reset()
+
+    assert sandbox.events == []
+    assert sandbox.warnings == []
+    assert sandbox.requests == []
+    assert sandbox.stats.requests == 0
+    assert sandbox.stats.by_status == {}
+    assert sandbox.settings.latency == 0.01
+    assert sandbox.state.faults.pending == []
+    # The same event again is new, not a duplicate; the declared contact is still known.
+    assert post(sandbox.url).status_code == 202
+    assert sandbox.stats.duplicates == 0
+    assert sandbox.stats.events == 1
