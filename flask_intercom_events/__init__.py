@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .client import IntercomClient, SendResult
 from .decorators import track_event
 from .errors import (
     AuthenticationError,
@@ -31,6 +32,7 @@ __all__ = [
     "Event",
     "Identity",
     "IntercomAPIError",
+    "IntercomClient",
     "IntercomEvents",
     "IntercomEventsError",
     "InvalidEventError",
@@ -42,6 +44,7 @@ __all__ = [
     "RateLimitedError",
     "RequestTimeoutError",
     "RichLink",
+    "SendResult",
     "ServerError",
     "UnprocessableEntityError",
     "track_event",

@@ -1,0 +1,109 @@
+"""``eager`` and ``disabled`` delivery, against the emulator over real HTTP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask
+
+from flask_intercom_events import (
+    AuthenticationError,
+    Event,
+    Identity,
+    IntercomEvents,
+    NotFoundError,
+    track_event,
+)
+from flask_intercom_events.sandbox import Sandbox
+from flask_intercom_events.signals import event_delivered, event_failed
+from flask_intercom_events.testing import record_events
+
+from .apps import make_app
+
+
+def eager_app(tmp_path: Path, emulator: Sandbox, **config: Any) -> tuple[Flask, IntercomEvents]:
+    intercom = IntercomEvents()
+    intercom.identity_loader(lambda: Identity(user_id="u1"))
+    app = make_app(
+        tmp_path,
+        intercom,
+        INTERCOM_EVENTS_DELIVERY="eager",
+        INTERCOM_API_BASE_URL=emulator.url,
+        **config,
+    )
+
+    @app.post("/paid")
+    @track_event("paid", metadata={"plan": "pro"})
+    def paid() -> str:
+        return "ok"
+
+    return app, intercom
+
+
+def outcomes(app: Flask) -> tuple[list[Any], list[Any]]:
+    delivered: list[Any] = []
+    failed: list[Any] = []
+    event_delivered.connect(lambda sender, event: delivered.append(event), sender=app, weak=False)
+    event_failed.connect(
+        lambda sender, event, error: failed.append((event, error)), sender=app, weak=False
+    )
+    return delivered, failed
+
+
+def test_eager_sends_inline_and_signals_delivery(tmp_path: Path, emulator: Sandbox) -> None:
+    app, _ = eager_app(tmp_path, emulator)
+    delivered, failed = outcomes(app)
+    with record_events(app) as events:
+        assert app.test_client().post("/paid").status_code == 200
+    # Sent before the view's response was returned: no worker involved.
+    assert [(e.event_name, e.user_id, e.metadata) for e in emulator.events] == [
+        ("paid", "u1", {"plan": "pro"})
+    ]
+    assert emulator.warnings == []
+    assert delivered == events
+    assert failed == []
+
+
+def test_eager_failure_is_logged_not_raised_when_lenient(
+    tmp_path: Path, emulator: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    app, _ = eager_app(
+        tmp_path, emulator, INTERCOM_ACCESS_TOKEN="wrong-token", INTERCOM_EVENTS_STRICT=False
+    )
+    delivered, failed = outcomes(app)
+    assert app.test_client().post("/paid").status_code == 200
+    assert delivered == []
+    [(event, error)] = failed
+    assert isinstance(event, Event)
+    assert isinstance(error, AuthenticationError)
+    assert error.status == 401
+    assert "Intercom refused event 'paid'" in caplog.text
+    assert "wrong-token" not in caplog.text
+
+
+def test_eager_failure_raises_when_strict(tmp_path: Path, emulator: Sandbox) -> None:
+    emulator.configure(require_contacts=True)  # no contact declared: every event is a 404
+    app, intercom = eager_app(tmp_path, emulator, INTERCOM_EVENTS_STRICT=True)
+    with app.app_context(), pytest.raises(NotFoundError, match="User Not Found"):
+        intercom.track("paid", user_id="ghost")
+
+
+def test_disabled_sends_nothing_anywhere(tmp_path: Path, emulator: Sandbox, redis_url: str) -> None:
+    intercom = IntercomEvents()
+    app = make_app(
+        tmp_path,
+        intercom,
+        INTERCOM_EVENTS_DELIVERY="disabled",
+        INTERCOM_API_BASE_URL=emulator.url,
+        INTERCOM_EVENTS_REDIS_URL=redis_url,
+    )
+    with app.app_context(), record_events(app) as events:
+        intercom.track("signed-up", user_id="1")
+    assert [e.event_name for e in events] == ["signed-up"]
+    assert emulator.stats.requests == 0
+    client = redis.Redis.from_url(redis_url)
+    assert client.dbsize() == 0
+    client.close()
