@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+import redis
 from flask import current_app
 from flask.cli import AppGroup
 
@@ -37,3 +38,174 @@ def flush_spool() -> None:
         ) from exc
     left = state.intake.spool.count()
     click.echo(f"Moved {moved} of {waiting} spooled event(s) into Redis; {left} left.")
+
+
+@intercom_cli.command("worker")
+@click.option("--burst", is_flag=True, help="Exit once nothing is left to deliver.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Requests in flight at most (default: INTERCOM_EVENTS_WORKER_CONCURRENCY, 32).",
+)
+@click.option("--queue", "queue_name", default=None, help="Queue (default: INTERCOM_EVENTS_QUEUE).")
+def worker(burst: bool, concurrency: int | None, queue_name: str | None) -> None:
+    """Deliver queued events to Intercom until SIGTERM (or, with --burst, until done).
+
+    One process keeps up to --concurrency requests in flight and shares the rate budget
+    (INTERCOM_EVENTS_RATE_LIMIT) with every other worker using the same access token. The
+    first SIGTERM or Ctrl-C finishes the requests in flight and puts the rest back on the
+    queue; a second one stops at once.
+    """
+    import logging
+
+    from .worker import DeliveryWorker
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+    DeliveryWorker(
+        current_app._get_current_object(),  # type: ignore[attr-defined]
+        concurrency=concurrency,
+        queue_name=queue_name,
+        burst=burst,
+    ).run()
+
+
+@intercom_cli.command("status")
+@click.option("--queue", "queue_name", default=None, help="Queue (default: INTERCOM_EVENTS_QUEUE).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def status(queue_name: str | None, as_json: bool) -> None:
+    """Where every event is: queued, in flight, scheduled for a retry, failed (by reason),
+    spooled on this machine; the workers; and the current rate window."""
+    import json
+
+    from .delivery import DeliveryQueue
+    from .ratelimit import RateBudget
+    from .worker import connect_worker_redis
+
+    state = state_of(current_app)
+    settings = state.settings
+    connection = connect_worker_redis(settings.redis_url)
+    store = DeliveryQueue(
+        connection, queue_name or settings.queue, failure_ttl=settings.failure_ttl
+    )
+    try:
+        found = store.status()
+        budget = (
+            RateBudget(
+                connection,
+                settings.access_token,
+                allowance=settings.window_budget,
+                window=settings.rate_window,
+            ).state()
+            if settings.access_token
+            else None
+        )
+    except redis.RedisError as exc:
+        raise click.ClickException(
+            f"Redis (INTERCOM_EVENTS_REDIS_URL) did not answer: {exc}"
+        ) from exc
+    finally:
+        connection.close()
+    spooled = state.intake.spool.count() if state.intake is not None else 0
+    report = {
+        "queue": store.name,
+        "queued": found.waiting,
+        "queued_detail": {
+            "intake": found.intake,
+            "moving": found.moving,
+            "rq_queue": found.queued,
+        },
+        "in_flight": found.started,
+        "scheduled": found.scheduled,
+        "next_retry_in": found.next_retry_in,
+        "failed": found.failed,
+        "failed_by_reason": found.failed_by_reason,
+        "spooled": spooled,
+        "counters": found.counters,
+        "workers": [{"name": w.name, "alive": w.alive, **w.details} for w in found.workers],
+        "rate_window": None
+        if budget is None
+        else {
+            "allowance": budget.allowance,
+            "used": budget.used,
+            "window_seconds": settings.rate_window,
+            "resets_in": round(budget.resets_in, 3),
+            "blocked_for": round(budget.blocked_for, 3),
+            "intercom_limit": budget.intercom_limit,
+        },
+    }
+    if as_json:
+        click.echo(json.dumps(report, indent=2, sort_keys=True))
+        return
+    detail = {"intake": found.intake, "moving": found.moving, "rq_queue": found.queued}
+    click.echo(f"Queue {store.name!r}")
+    click.echo(
+        f"  queued      {found.waiting:>8}   (intake {detail['intake']}, moving "
+        f"{detail['moving']}, RQ queue {detail['rq_queue']})"
+    )
+    click.echo(f"  in flight   {found.started:>8}")
+    when = "" if found.next_retry_in is None else f"   (next in {found.next_retry_in:.1f} s)"
+    click.echo(f"  scheduled   {found.scheduled:>8}{when}")
+    click.echo(f"  failed      {found.failed:>8}")
+    for reason, count in found.failed_by_reason.items():
+        click.echo(f"    {count:>8}  {reason}")
+    where = state.intake.spool.directory if state.intake is not None else "-"
+    click.echo(f"  spooled     {spooled:>8}   (this machine: {where})")
+    counters = ", ".join(f"{k} {v}" for k, v in sorted(found.counters.items())) or "none yet"
+    click.echo(f"  counters    {counters}")
+    if budget is not None:
+        blocked = (
+            f"; every worker waits {budget.blocked_for:.1f} s (429)"
+            if budget.blocked_for > 0
+            else ""
+        )
+        click.echo(
+            f"  rate        {budget.used} of {budget.allowance} calls used in this "
+            f"{settings.rate_window:g} s window, resets in {budget.resets_in:.1f} s{blocked}"
+        )
+    alive = [w for w in found.workers if w.alive]
+    click.echo(
+        f"  workers     {len(alive)} alive"
+        + (f", {len(found.workers) - len(alive)} gone" if len(alive) < len(found.workers) else "")
+    )
+    for info in alive:
+        click.echo(
+            f"    {info.name}: {info.details.get('in_flight', '?')} in flight of "
+            f"{info.details.get('concurrency', '?')}"
+        )
+
+
+@intercom_cli.command("requeue-failed")
+@click.option(
+    "--reason",
+    default=None,
+    help="Only failures with this reason, or one word of it: e.g. 401, 404, not_found, "
+    "network (see `flask intercom status`).",
+)
+@click.option("--queue", "queue_name", default=None, help="Queue (default: INTERCOM_EVENTS_QUEUE).")
+def requeue_failed(reason: str | None, queue_name: str | None) -> None:
+    """Put failed events back on the queue, with a fresh retry history."""
+    from .delivery import DeliveryQueue
+    from .worker import connect_worker_redis
+
+    settings = state_of(current_app).settings
+    connection = connect_worker_redis(settings.redis_url)
+    store = DeliveryQueue(
+        connection, queue_name or settings.queue, failure_ttl=settings.failure_ttl
+    )
+    try:
+        total = store.status(with_reasons=False).failed
+        wanted = store.failed_ids(reason)
+        with click.progressbar(length=len(wanted), label="Requeueing failed events") as bar:
+            requeued = store.requeue(wanted, progress=bar.update)
+    except redis.RedisError as exc:
+        raise click.ClickException(
+            f"Redis (INTERCOM_EVENTS_REDIS_URL) did not answer: {exc}"
+        ) from exc
+    finally:
+        connection.close()
+    what = f" with reason {reason!r}" if reason else ""
+    click.echo(f"Requeued {requeued} of {total} failed event(s){what}.")

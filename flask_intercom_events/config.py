@@ -21,6 +21,15 @@ DEFAULT_API_VERSION = "2.11"
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 DEFAULT_QUEUE = "intercom-events"
 DEFAULT_RATE_LIMIT = 10_000
+DEFAULT_RATE_WINDOW = 10.0
+DEFAULT_MAX_ATTEMPTS = 10
+DEFAULT_MAX_RETRY_TIME = 24 * 3600.0
+DEFAULT_RETRY_DELAY = 1.0
+DEFAULT_RETRY_MAX_DELAY = 300.0
+DEFAULT_NOT_FOUND_RETRIES = (60.0, 300.0, 900.0)
+DEFAULT_WORKER_CONCURRENCY = 32
+DEFAULT_WORKER_TTL = 30.0
+DEFAULT_FAILURE_TTL = 365 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,23 @@ class Settings:
     strict: bool
     rate_limit: int
     spool_dir: str
+    # Delivery by `flask intercom worker` (defaults here too, so a Settings built by hand works).
+    rate_window: float = DEFAULT_RATE_WINDOW
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    max_retry_time: float = DEFAULT_MAX_RETRY_TIME
+    retry_delay: float = DEFAULT_RETRY_DELAY
+    retry_max_delay: float = DEFAULT_RETRY_MAX_DELAY
+    not_found_retries: tuple[float, ...] = DEFAULT_NOT_FOUND_RETRIES
+    worker_concurrency: int = DEFAULT_WORKER_CONCURRENCY
+    worker_ttl: float = DEFAULT_WORKER_TTL
+    failure_ttl: int = DEFAULT_FAILURE_TTL
+
+    @property
+    def window_budget(self) -> int:
+        """Calls allowed per rate window: ``INTERCOM_EVENTS_RATE_LIMIT`` (per minute) scaled to
+        ``INTERCOM_EVENTS_RATE_WINDOW`` seconds, rounded down (10,000 a minute: 1,666 per 10 s).
+        """
+        return max(1, int(self.rate_limit * self.rate_window / 60))
 
     @classmethod
     def from_config(
@@ -80,6 +106,25 @@ class Settings:
             strict=_flag(config, "INTERCOM_EVENTS_STRICT", debug or testing),
             rate_limit=int(_positive(config, "INTERCOM_EVENTS_RATE_LIMIT", DEFAULT_RATE_LIMIT)),
             spool_dir=os.fspath(spool_dir),
+            rate_window=_positive(config, "INTERCOM_EVENTS_RATE_WINDOW", DEFAULT_RATE_WINDOW),
+            max_attempts=_positive_int(
+                config, "INTERCOM_EVENTS_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS
+            ),
+            max_retry_time=_positive(
+                config, "INTERCOM_EVENTS_MAX_RETRY_TIME", DEFAULT_MAX_RETRY_TIME
+            ),
+            retry_delay=_positive(config, "INTERCOM_EVENTS_RETRY_DELAY", DEFAULT_RETRY_DELAY),
+            retry_max_delay=_positive(
+                config, "INTERCOM_EVENTS_RETRY_MAX_DELAY", DEFAULT_RETRY_MAX_DELAY
+            ),
+            not_found_retries=_delays(
+                config, "INTERCOM_EVENTS_NOT_FOUND_RETRIES", DEFAULT_NOT_FOUND_RETRIES
+            ),
+            worker_concurrency=_positive_int(
+                config, "INTERCOM_EVENTS_WORKER_CONCURRENCY", DEFAULT_WORKER_CONCURRENCY
+            ),
+            worker_ttl=_positive(config, "INTERCOM_EVENTS_WORKER_TTL", DEFAULT_WORKER_TTL),
+            failure_ttl=_positive_int(config, "INTERCOM_EVENTS_FAILURE_TTL", DEFAULT_FAILURE_TTL),
         )
 
 
@@ -124,6 +169,44 @@ def _positive(config: Mapping[str, Any], key: str, default: float) -> float:
     ):
         raise ConfigurationError(f"{key} must be a positive number, got {value!r}")
     return float(value)
+
+
+def _positive_int(config: Mapping[str, Any], key: str, default: int) -> int:
+    value = config.get(key, default)
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{key} must be a positive whole number, got {value!r}")
+    return value
+
+
+def _delays(config: Mapping[str, Any], key: str, default: tuple[float, ...]) -> tuple[float, ...]:
+    value = config.get(key, default)
+    items: object = value
+    if isinstance(value, str):
+        items = [item for item in value.replace(" ", "").split(",") if item] if value else []
+    delays: list[float] = []
+    if isinstance(items, (list, tuple)):
+        for item in items:
+            number = item
+            if isinstance(item, str):
+                with contextlib.suppress(ValueError):
+                    number = float(item)
+            if (
+                isinstance(number, bool)
+                or not isinstance(number, (int, float))
+                or not math.isfinite(number)
+                or number < 0
+            ):
+                break
+            delays.append(float(number))
+        else:
+            return tuple(delays)
+    raise ConfigurationError(
+        f'{key} must be a list of delays in seconds (e.g. [60, 300, 900] or "60,300,900"; '
+        f"empty: no retry), got {value!r}"
+    )
 
 
 def _timeout(value: object) -> tuple[float, float]:

@@ -301,17 +301,23 @@ def state_of(app: Flask) -> _AppState:
     return state
 
 
-def make_client(settings: Settings) -> Any:
-    """The Intercom client for these settings (imported lazily: only it imports requests)."""
+def make_client(settings: Settings, *, pool_size: int | None = None) -> Any:
+    """The Intercom client for these settings (imported lazily: only it imports requests).
+
+    ``pool_size``: connections kept open, at least the requests in flight at once (the
+    worker's concurrency); the client's default when ``None``.
+    """
     from .client import IntercomClient
 
     if settings.access_token is None:
         raise ConfigurationError("INTERCOM_ACCESS_TOKEN is required to talk to Intercom")
+    extra: dict[str, Any] = {} if pool_size is None else {"pool_size": pool_size}
     return IntercomClient(
         settings.access_token,
         base_url=settings.api_base_url,
         api_version=settings.api_version,
         timeout=settings.api_timeout,
+        **extra,
     )
 
 

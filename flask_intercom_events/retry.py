@@ -1,0 +1,252 @@
+"""Which delivery failures are worth retrying, and when: pure functions, no I/O.
+
+The rules come from Intercom's API notes: a network error, a timeout, ``408``, ``409`` and
+``5xx`` are transient (capped exponential backoff with jitter); ``429`` waits for the window
+to refill (``X-RateLimit-Reset``, or ``Retry-After``); ``404`` means the contact does not exist
+*yet*, so it is retried a few times over minutes and then given up; ``400``, ``422`` and any
+other refusal are final, and ``401``/``403`` are final *and* a configuration problem.
+
+Every function here takes what it needs (the clock reading, a random draw) as arguments, so
+the tests are tables.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import IntercomAPIError, InvalidEventError
+
+__all__ = [
+    "Attempts",
+    "Decision",
+    "RetryPolicy",
+    "Verdict",
+    "backoff",
+    "classify",
+    "classify_error",
+    "decide",
+    "reason_of",
+]
+
+
+class Verdict(enum.Enum):
+    """What a failure says about the event."""
+
+    TRANSIENT = "transient"
+    """Network error, timeout, 408, 409, 5xx: retry with backoff."""
+    THROTTLED = "throttled"
+    """429: retry once the rate window refills."""
+    CONTACT_MISSING = "contact_missing"
+    """404: the contact may be created in a moment; retry a few times over minutes."""
+    REJECTED = "rejected"
+    """400, 422, any other refusal, or an invalid event: final."""
+    UNAUTHORIZED = "unauthorized"
+    """401, 403: the access token is wrong or lacks scope; final, and worth shouting about."""
+
+    @property
+    def final(self) -> bool:
+        """Whether the event goes straight to the failed registry."""
+        return self in (Verdict.REJECTED, Verdict.UNAUTHORIZED)
+
+
+def classify(status: int | None) -> Verdict:
+    """The verdict for an HTTP status; ``None`` means no response arrived (network error)."""
+    if status is None or status in (408, 409) or 500 <= status <= 599:
+        return Verdict.TRANSIENT
+    if status == 429:
+        return Verdict.THROTTLED
+    if status == 404:
+        return Verdict.CONTACT_MISSING
+    if status in (401, 403):
+        return Verdict.UNAUTHORIZED
+    return Verdict.REJECTED
+
+
+def classify_error(error: BaseException) -> Verdict:
+    """The verdict for what a delivery raised.
+
+    :class:`~flask_intercom_events.errors.IntercomAPIError` by its status (``None``: network),
+    an invalid event is rejected, and anything else (a bug, a broken hook) is transient: it is
+    retried within the limits, then lands in the failed registry with its message.
+    """
+    if isinstance(error, IntercomAPIError):
+        return classify(error.status)
+    if isinstance(error, (InvalidEventError, ValueError, TypeError)):
+        return Verdict.REJECTED
+    return Verdict.TRANSIENT
+
+
+def reason_of(error: BaseException) -> str:
+    """A short, stable label to group failures by: ``"401 unauthorized"``, ``"404 not_found"``,
+    ``"500"``, ``"network"``, ``"invalid_event"``.
+
+    ``flask intercom status`` counts failures by it and ``requeue-failed --reason`` matches it.
+    """
+    if isinstance(error, IntercomAPIError):
+        if error.status is None:
+            return "network"
+        return f"{error.status} {error.code}" if error.code else str(error.status)
+    if isinstance(error, InvalidEventError):
+        return "invalid_event"
+    return type(error).__name__
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """The limits of retrying, from the ``INTERCOM_EVENTS_...`` settings.
+
+    - ``max_attempts``: HTTP attempts per event, 429s not counted (``..._MAX_ATTEMPTS``).
+    - ``max_retry_time``: seconds from the first attempt after which no retry is scheduled
+      (``..._MAX_RETRY_TIME``).
+    - ``delay`` and ``max_delay``: the first backoff and its cap, in seconds
+      (``..._RETRY_DELAY``, ``..._RETRY_MAX_DELAY``); each transient failure doubles it.
+    - ``not_found_delays``: the waits before each retry of a 404, then it fails
+      (``..._NOT_FOUND_RETRIES``).
+    - ``window``: the rate window in seconds: how long a 429 without headers waits.
+    """
+
+    max_attempts: int = 10
+    max_retry_time: float = 24 * 3600.0
+    delay: float = 1.0
+    max_delay: float = 300.0
+    not_found_delays: tuple[float, ...] = (60.0, 300.0, 900.0)
+    window: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts!r}")
+        for name in ("max_retry_time", "delay", "max_delay", "window"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be more than 0 seconds, got {getattr(self, name)!r}")
+        if any(not d >= 0 for d in self.not_found_delays):
+            raise ValueError(f"not_found_delays must be >= 0, got {self.not_found_delays!r}")
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> RetryPolicy:
+        """The policy of a :class:`~flask_intercom_events.config.Settings`."""
+        return cls(
+            max_attempts=settings.max_attempts,
+            max_retry_time=settings.max_retry_time,
+            delay=settings.retry_delay,
+            max_delay=settings.retry_max_delay,
+            not_found_delays=tuple(settings.not_found_retries),
+            window=settings.rate_window,
+        )
+
+
+@dataclass(frozen=True)
+class Attempts:
+    """One event's delivery history, kept in its RQ job's ``meta`` between attempts.
+
+    ``total`` counts HTTP attempts (the one that just failed included), ``throttled`` the
+    429s among them, ``not_found`` the 404s; ``first_at`` is the Unix time of the first.
+    """
+
+    total: int = 0
+    throttled: int = 0
+    not_found: int = 0
+    first_at: float | None = None
+
+    def after(self, verdict: Verdict, now: float) -> Attempts:
+        """The history once one more attempt failed with ``verdict`` at ``now``."""
+        return Attempts(
+            total=self.total + 1,
+            throttled=self.throttled + (verdict is Verdict.THROTTLED),
+            not_found=self.not_found + (verdict is Verdict.CONTACT_MISSING),
+            first_at=self.first_at if self.first_at is not None else now,
+        )
+
+    def to_meta(self) -> dict[str, Any]:
+        """The JSON form stored in ``job.meta["attempts"]``."""
+        return {
+            "total": self.total,
+            "throttled": self.throttled,
+            "not_found": self.not_found,
+            "first_at": self.first_at,
+        }
+
+    @classmethod
+    def from_meta(cls, data: object) -> Attempts:
+        """Read :meth:`to_meta`'s form back; anything unreadable is a fresh history."""
+        if not isinstance(data, dict):
+            return cls()
+
+        def count(key: str) -> int:
+            value = data.get(key)
+            return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+        first = data.get("first_at")
+        return cls(
+            total=count("total"),
+            throttled=count("throttled"),
+            not_found=count("not_found"),
+            first_at=float(first) if isinstance(first, (int, float)) else None,
+        )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Retry in ``delay`` seconds, or give up; ``reason`` says why (for logs and the registry)."""
+
+    retry: bool
+    delay: float = 0.0
+    reason: str = ""
+
+
+def backoff(failures: int, policy: RetryPolicy, draw: float) -> float:
+    """The wait after the ``failures``-th transient failure: exponential, capped, jittered.
+
+    "Equal jitter": half of ``min(max_delay, delay * 2 ** (failures - 1))`` for sure, the
+    other half scaled by ``draw`` (uniform in ``[0, 1)``), so retries of events that failed
+    together spread out, yet none comes back at once.
+    """
+    exponent = min(max(failures - 1, 0), 62)  # 2**62 seconds is already past any cap
+    ceiling = min(policy.max_delay, policy.delay * 2.0**exponent)
+    return ceiling / 2 + ceiling / 2 * min(max(draw, 0.0), 1.0)
+
+
+def decide(
+    verdict: Verdict,
+    attempts: Attempts,
+    policy: RetryPolicy,
+    *,
+    now: float,
+    draw: float,
+    retry_after: float | None = None,
+    window_resets_in: float | None = None,
+) -> Decision:
+    """Whether and when to retry, given the ``verdict`` of the attempt that just failed.
+
+    ``attempts`` already counts that attempt (see :meth:`Attempts.after`). ``retry_after`` is
+    the response's ``Retry-After`` in seconds; ``window_resets_in`` the seconds until the rate
+    window refills, given only when the window is known to be spent (a 429, or
+    ``X-RateLimit-Remaining: 0``). Neither is ever undercut.
+    """
+    if verdict is Verdict.UNAUTHORIZED:
+        return Decision(False, reason="the access token was refused (fix INTERCOM_ACCESS_TOKEN)")
+    if verdict is Verdict.REJECTED:
+        return Decision(False, reason="Intercom refused the event; retrying cannot help")
+    floor = max(retry_after or 0.0, window_resets_in or 0.0)
+    if verdict is Verdict.THROTTLED:
+        # Not the event's fault: not counted against max_attempts. A little jitter keeps
+        # every waiting event from landing in the same instant of the new window.
+        wait = floor if floor > 0 else policy.window
+        delay = wait + min(1.0, policy.window / 10) * draw
+    elif verdict is Verdict.CONTACT_MISSING:
+        if attempts.not_found > len(policy.not_found_delays):
+            tries = attempts.not_found
+            return Decision(False, reason=f"the contact was still not found after {tries} tries")
+        delay = max(policy.not_found_delays[attempts.not_found - 1], floor)
+    else:
+        delay = max(backoff(attempts.total - attempts.throttled, policy, draw), floor)
+    if verdict is not Verdict.THROTTLED and attempts.total - attempts.throttled >= (
+        policy.max_attempts
+    ):
+        return Decision(False, reason=f"gave up after {attempts.total} attempts")
+    first = attempts.first_at if attempts.first_at is not None else now
+    if now + delay - first > policy.max_retry_time:
+        spent = round(now - first)
+        return Decision(False, reason=f"gave up after {spent} s of retries (max_retry_time)")
+    return Decision(True, delay=delay, reason=f"retry in {delay:.1f} s")

@@ -1,0 +1,258 @@
+"""``flask intercom worker`` and its companions (``status``, ``requeue-failed``): real worker
+processes, a real Redis, the emulator over HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import Result
+from flask import Flask
+from rq import Queue
+from rq.serializers import JSONSerializer
+
+from flask_intercom_events import IntercomEvents
+from flask_intercom_events.sandbox import Sandbox
+
+from .workers import TOKEN, Deployment, make_deployments
+
+Make = Callable[..., Deployment]
+
+
+@pytest.fixture
+def deployments(tmp_path: Path) -> Iterator[Make]:
+    """Delivery set-ups (an app tracking events, worker processes) for this test."""
+    yield from make_deployments(tmp_path)
+
+
+def cli(app: Flask, *args: str) -> Result:
+    return app.test_cli_runner().invoke(args=["intercom", *args], catch_exceptions=False)
+
+
+def test_delivers_what_the_app_tracked(
+    redis_url: str, emulator: Sandbox, deployments: Make
+) -> None:
+    setup = deployments(redis_url, emulator.url)
+    setup.track(30, name="invited-friend")
+    worker = setup.start_worker("--concurrency", "4")
+    emulator.wait_for_events(30, timeout=30)
+    setup.wait_until(setup.settled, 10, "every event settled")
+    assert worker.stop() == 0
+    received = {(e.user_id, e.created_at): e for e in emulator.events}
+    assert set(received) == set(setup.tracked)
+    sample = received[setup.tracked[7]]
+    assert sample.event_name == "invited-friend"
+    assert sample.metadata == {"n": 7}
+    assert emulator.warnings == []
+    assert emulator.stats.duplicates == 0
+    # The signal fired in the worker, with the worker's app as sender, once per event.
+    assert setup.signals() == ["delivered tests.delivery_app invited-friend"] * 30
+    found = setup.status()
+    assert found.counters["delivered"] == 30
+    assert found.workers == []  # unregistered on the way out
+    assert TOKEN not in worker.log()
+
+
+def test_burst_exits_once_everything_is_delivered(
+    redis_url: str, emulator: Sandbox, deployments: Make
+) -> None:
+    setup = deployments(redis_url, emulator.url)
+    setup.track(12)
+    worker = setup.start_worker("--burst", "--concurrency", "3")
+    assert worker.wait(30) == 0
+    assert emulator.stats.events == 12
+    assert setup.settled()
+
+
+def test_sigterm_finishes_the_requests_in_flight_and_leaves_the_rest_queued(
+    redis_url: str, emulator: Sandbox, deployments: Make
+) -> None:
+    emulator.configure(latency=1.5)
+    setup = deployments(redis_url, emulator.url)
+    setup.track(10)
+    worker = setup.start_worker("--concurrency", "4")
+    setup.wait_until(lambda: setup.status().started == 4, 15, "4 requests in flight")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(10) == 0
+    found = setup.status()
+    # The 4 in flight were answered and recorded; the 6 never sent are still queued.
+    assert (emulator.stats.events, found.started, found.waiting) == (4, 0, 6)
+    assert found.counters["delivered"] == 4
+    assert "finishing the requests in flight" in worker.log()
+    emulator.configure(latency=0)
+    assert setup.start_worker("--burst").wait(30) == 0
+    assert emulator.stats.events == 10
+    assert emulator.stats.duplicates == 0
+
+
+def test_a_second_signal_stops_at_once_and_puts_everything_back(
+    redis_url: str, emulator: Sandbox, deployments: Make
+) -> None:
+    emulator.configure(latency=5)
+    setup = deployments(redis_url, emulator.url)
+    setup.track(6)
+    worker = setup.start_worker("--concurrency", "3")
+    setup.wait_until(lambda: setup.status().started == 3, 15, "3 requests in flight")
+    worker.signal(signal.SIGINT)
+    time.sleep(0.3)
+    worker.signal(signal.SIGTERM)
+    started = time.monotonic()
+    assert worker.wait(10) == 0
+    assert time.monotonic() - started < 4  # did not wait out the 5-s answers
+    found = setup.status()
+    assert (found.started, found.waiting) == (0, 6)
+    assert "Stopping now" in worker.log()
+    emulator.configure(latency=0)
+    assert setup.start_worker("--burst").wait(30) == 0
+    emulator.wait_for_events(6, timeout=10)
+    # The emulator handled the 3 abandoned requests too: sent again, they are duplicates,
+    # which Intercom ignores (same contact, name and created_at).
+    assert emulator.stats.duplicates <= 3
+
+
+def test_the_rate_limit_is_shared_by_every_worker(
+    redis_url: str, emulator: Sandbox, deployments: Make
+) -> None:
+    # Intercom allows 10 calls per 2-s window here; two workers, each able to do far more.
+    emulator.configure(rate_limit=10, rate_window=2.0)
+    setup = deployments(
+        redis_url, emulator.url, INTERCOM_EVENTS_RATE_LIMIT=300, INTERCOM_EVENTS_RATE_WINDOW=2
+    )
+    setup.track(30)
+    workers = [setup.start_worker("--concurrency", "8") for _ in range(2)]
+    setup.wait_until(setup.settled, 30, "every event settled")
+    for worker in workers:
+        assert worker.stop() == 0
+    assert emulator.stats.events == 30
+    assert emulator.stats.rate_limited == 0
+    per_window: dict[int, int] = {}
+    for record in emulator.requests:
+        window = int(record.received_at // 2)
+        per_window[window] = per_window.get(window, 0) + 1
+    assert max(per_window.values()) <= 10
+    assert len(per_window) >= 3
+
+
+def test_a_429_makes_every_worker_wait_for_the_reset(
+    redis_url: str, emulator: Sandbox, deployments: Make
+) -> None:
+    emulator.configure(rate_window=2.0)
+    emulator.script("429")
+    setup = deployments(redis_url, emulator.url, INTERCOM_EVENTS_RATE_WINDOW=2)
+    setup.track(1)
+    worker = setup.start_worker("--concurrency", "2")
+    emulator.wait_for(lambda: emulator.stats.rate_limited == 1, 15)
+    throttled_at = emulator.requests[0].received_at
+    # Once the worker has taken the 429 in (the event is scheduled for after the reset),
+    # nothing is sent before the reset.
+    setup.wait_until(lambda: setup.status().scheduled == 1, 10, "the 429 recorded")
+    setup.track(5)
+    emulator.wait_for_events(6, timeout=20)
+    worker.stop()
+    reset = (int(throttled_at // 2) + 1) * 2
+    assert all(r.received_at >= reset for r in emulator.requests[1:])
+    assert emulator.stats.rate_limited == 1
+
+
+def test_status_and_requeue_failed(
+    redis_url: str, emulator: Sandbox, deployments: Make, tmp_path: Path
+) -> None:
+    emulator.configure(require_contacts=True)
+    setup = deployments(redis_url, emulator.url, INTERCOM_EVENTS_NOT_FOUND_RETRIES=[])
+    setup.track(3, prefix="nobody")
+    worker = setup.start_worker("--concurrency", "2")
+    setup.wait_until(lambda: setup.status().failed == 3, 20, "3 failures")
+    worker.stop()
+    setup.track(2, prefix="later")  # waiting on the intake: queued too
+    app = Flask("ops", instance_path=str(tmp_path / "ops"))
+    app.config.update(setup.config, INTERCOM_EVENTS_DELIVERY="rq")
+    IntercomEvents(app)
+    report = json.loads(cli(app, "status", "--json").output)
+    assert report["queued"] == 2
+    assert report["queued_detail"] == {"intake": 2, "moving": 0, "rq_queue": 0}
+    assert (report["in_flight"], report["scheduled"], report["failed"]) == (0, 0, 3)
+    assert report["failed_by_reason"] == {"404 not_found": 3}
+    assert report["spooled"] == 0
+    assert report["rate_window"]["allowance"] == 1666
+    assert report["rate_window"]["used"] >= 3
+    text = cli(app, "status").output
+    assert "queued             2" in text
+    assert "3  404 not_found" in text
+    assert TOKEN not in text + json.dumps(report)
+    result = cli(app, "requeue-failed", "--reason", "401")
+    assert "Requeued 0 of 3 failed event(s) with reason '401'." in result.output
+    for user in ("nobody-0", "nobody-1", "nobody-2", "later-3", "later-4"):
+        emulator.add_contact(user_id=user)  # the contacts now exist
+    result = cli(app, "requeue-failed", "--reason", "not_found")
+    assert "Requeued 3 of 3 failed event(s) with reason 'not_found'." in result.output
+    assert setup.start_worker("--burst").wait(30) == 0
+    assert {e.user_id for e in emulator.events} == {
+        "nobody-0",
+        "nobody-1",
+        "nobody-2",
+        "later-3",
+        "later-4",
+    }
+    assert setup.status().failed == 0
+
+
+def test_failing_signal_receivers_change_nothing(
+    redis_url: str, emulator: Sandbox, deployments: Make
+) -> None:
+    emulator.configure(require_contacts=True)
+    emulator.add_contact(user_id="user-0")
+    emulator.add_contact(user_id="user-1")
+    setup = deployments(redis_url, emulator.url, INTERCOM_EVENTS_NOT_FOUND_RETRIES=[])
+    setup.track(3)  # user-2 does not exist: it fails
+    worker = setup.start_worker("--concurrency", "3", raising_receivers=True)
+    setup.wait_until(setup.settled, 20, "every event settled")
+    assert worker.stop() == 0
+    assert (emulator.stats.events, emulator.stats.duplicates) == (2, 0)  # sent once each
+    assert setup.store.failed_by_reason() == {"404 not_found": 1}
+    assert sorted(setup.signals()) == [
+        "delivered tests.delivery_app ran-drill",
+        "delivered tests.delivery_app ran-drill",
+        "failed tests.delivery_app ran-drill 404 not_found",
+    ]
+    log = worker.log()
+    assert "An event_delivered receiver raised (the event was delivered)" in log
+    assert "An event_failed receiver raised (the failure is recorded)" in log
+
+
+def test_what_cannot_be_sent_fails_with_its_reason(
+    redis_url: str, emulator: Sandbox, deployments: Make
+) -> None:
+    setup = deployments(redis_url, emulator.url)
+    setup.track(1)
+    # Not an event Intercom would take (pushed by hand: the extension would refuse it), a
+    # line that is not JSON, and a job of some other function on the queue.
+    setup.connection.rpush(
+        setup.store.intake_key,
+        json.dumps({"event_name": "bad", "created_at": "yesterday", "user_id": "1"}),
+        "{truncated",
+    )
+    Queue(setup.store.name, connection=setup.connection, serializer=JSONSerializer).enqueue(
+        "os.getcwd"
+    )
+    worker = setup.start_worker("--concurrency", "2")
+    setup.wait_until(setup.settled, 20, "every event settled")
+    assert worker.stop() == 0
+    assert emulator.stats.requests == 1  # only the good one was sent
+    assert setup.store.failed_by_reason() == {
+        "ForeignJobError": 1,
+        "invalid_event": 1,
+        "unreadable": 1,
+    }
+
+
+def test_the_worker_needs_a_token(tmp_path: Path, redis_url: str) -> None:
+    app = Flask("no-token", instance_path=str(tmp_path))
+    app.config.update(INTERCOM_EVENTS_DELIVERY="disabled", INTERCOM_EVENTS_REDIS_URL=redis_url)
+    IntercomEvents(app)
+    result = app.test_cli_runner().invoke(args=["intercom", "worker", "--burst"])
+    assert result.exit_code != 0
+    assert "INTERCOM_ACCESS_TOKEN is not set" in str(result.exception)
