@@ -209,3 +209,166 @@ def requeue_failed(reason: str | None, queue_name: str | None) -> None:
         connection.close()
     what = f" with reason {reason!r}" if reason else ""
     click.echo(f"Requeued {requeued} of {total} failed event(s){what}.")
+
+
+@intercom_cli.command("send")
+@click.argument("event_name")
+@click.option("--user-id", default=None, help="Your id of the user.")
+@click.option("--email", default=None, help="The user's email (where it identifies users).")
+@click.option("--id", "contact_id", default=None, help="Intercom's contact id (for a Lead).")
+@click.option(
+    "--metadata",
+    "-m",
+    "pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A metadata value, repeatable; VALUE is read as JSON when it parses "
+    '(-m seats=3, -m \'price={"amount": 34999, "currency": "eur"}\'), else as a string.',
+)
+@click.option(
+    "--created-at", type=int, default=None, help="Unix seconds (default: the current second)."
+)
+def send(
+    *,
+    event_name: str,
+    user_id: str | None,
+    email: str | None,
+    contact_id: str | None,
+    pairs: tuple[str, ...],
+    created_at: int | None,
+) -> None:
+    """Send one event to Intercom now, bypassing the queue, and print Intercom's answer.
+
+    The event is checked like any other first. Example:
+
+        flask intercom send invited-friend --user-id 42 -m invite_code=ADDAFRIEND
+    """
+    import json
+
+    from .errors import IntercomAPIError, IntercomEventsError
+    from .events import Event, Identity
+    from .extension import make_client
+
+    settings = state_of(current_app).settings
+    metadata: dict[str, object] = {}
+    for pair in pairs:
+        key, equals, raw = pair.partition("=")
+        if not equals:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--metadata")
+        try:
+            metadata[key] = json.loads(raw)
+        except ValueError:
+            metadata[key] = raw
+    try:
+        event = Event.create(
+            event_name,
+            identity=Identity(user_id=user_id, email=email, id=contact_id),
+            metadata=metadata,  # type: ignore[arg-type]  # checked by Event
+            created_at=created_at,
+        )
+        client = make_client(settings)
+    except IntercomEventsError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"POST {settings.api_base_url}/events {json.dumps(event.to_payload())}")
+    try:
+        with client:
+            result = client.create_event(event)
+    except IntercomAPIError as exc:
+        click.echo(f"Intercom refused it: {exc}", err=True)
+        if exc.errors:
+            for detail in exc.errors:
+                field = f" (field {detail.field})" if detail.field else ""
+                click.echo(f"  {detail.code}: {detail.message}{field}", err=True)
+        raise SystemExit(1) from None
+    click.echo(f"Intercom answered {result.status} ({result.elapsed * 1000:.0f} ms).")
+    limit = result.rate_limit
+    if limit.limit is not None:
+        click.echo(
+            f"Rate limit: {limit.remaining} of {limit.limit} calls left in this window"
+            + (f", resets at Unix time {limit.reset}." if limit.reset is not None else ".")
+        )
+
+
+@intercom_cli.command("list-events")
+@click.option("--user-id", default=None, help="Your id of the user.")
+@click.option("--email", default=None, help="The user's email.")
+@click.option("--intercom-user-id", default=None, help="Intercom's contact id (Leads too).")
+@click.option("--summary", is_flag=True, help="Counts per event name instead of events.")
+@click.option("--per-page", type=click.IntRange(min=1), default=None, help="Page size.")
+@click.option("--json", "as_json", is_flag=True, help="Print the events as JSON.")
+def list_events(
+    *,
+    user_id: str | None,
+    email: str | None,
+    intercom_user_id: str | None,
+    summary: bool,
+    per_page: int | None,
+    as_json: bool,
+) -> None:
+    """List a contact's events (Intercom keeps them listable for 90 days).
+
+    Give exactly one of --user-id, --email or --intercom-user-id. Every page is fetched.
+    """
+    import json
+    from datetime import datetime, timezone
+
+    from .errors import IntercomAPIError, IntercomEventsError
+    from .extension import make_client
+
+    settings = state_of(current_app).settings
+    try:
+        with make_client(settings) as client:
+            found = client.list_events(
+                user_id=user_id,
+                email=email,
+                intercom_user_id=intercom_user_id,
+                summary=summary,
+                per_page=per_page,
+            )
+    except IntercomAPIError as exc:
+        raise click.ClickException(f"Intercom refused it: {exc}") from None
+    except IntercomEventsError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(found, indent=2, sort_keys=True))
+        return
+    if not found:
+        click.echo("No events.")
+        return
+    for item in found:
+        if summary:
+            click.echo(
+                f"{item.get('name', item.get('event_name'))}: {item.get('count')} "
+                f"(first {item.get('first')}, last {item.get('last')})"
+            )
+            continue
+        when = item.get("created_at")
+        stamp = (
+            datetime.fromtimestamp(when, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+            if isinstance(when, int)
+            else str(when)
+        )
+        metadata = json.dumps(item.get("metadata") or {}, sort_keys=True)
+        click.echo(f"{stamp}  {item.get('event_name')}  {metadata}")
+    click.echo(f"{len(found)} {'summaries' if summary else 'event(s)'}.")
+
+
+@intercom_cli.command(
+    "sandbox",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def sandbox(args: tuple[str, ...]) -> None:
+    """Run the Intercom emulator (all options: flask intercom sandbox --help).
+
+    It accepts this app's INTERCOM_ACCESS_TOKEN unless --token is given; point
+    INTERCOM_API_BASE_URL at the URL it prints to deliver to it instead of Intercom.
+    """
+    from .sandbox.cli import main
+
+    argv = list(args)
+    token = state_of(current_app).settings.access_token
+    if token and "--token" not in argv and not any(a.startswith("--token=") for a in argv):
+        argv += ["--token", token]
+    raise SystemExit(main(argv, prog="flask intercom sandbox"))

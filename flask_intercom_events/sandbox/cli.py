@@ -133,9 +133,9 @@ def sandbox_from_args(args: argparse.Namespace) -> Sandbox:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     """Run until SIGINT or SIGTERM; returns the exit status."""
-    parser = build_parser()
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     try:
         sandbox = sandbox_from_args(args)
