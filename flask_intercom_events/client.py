@@ -73,6 +73,8 @@ __all__ = [
     "US_BASE_URL",
     "IntercomClient",
     "SendResult",
+    "check_base_url",
+    "check_token",
     "parse_rate_limit",
     "parse_retry_after",
 ]
@@ -176,8 +178,8 @@ class IntercomClient:
         session: requests.Session | None = None,
         pool_size: int = DEFAULT_POOL_SIZE,
     ) -> None:
-        self._auth = _BearerAuth(_check_token(access_token))
-        self._base_url = _check_base_url(base_url)
+        self._auth = _BearerAuth(check_token(access_token))
+        self._base_url = check_base_url(base_url)
         self._origin = _origin(self._base_url)
         self._api_version = _check_api_version(api_version)
         self._timeout = _check_timeout(timeout)
@@ -615,7 +617,8 @@ def _make_session(pool_size: int) -> requests.Session:
 # --- argument checks -------------------------------------------------------------------------
 
 
-def _check_token(token: object) -> str:
+def check_token(token: object) -> str:
+    """The access token, stripped; :class:`ConfigurationError` if it cannot be one."""
     if not isinstance(token, str):
         raise ConfigurationError(
             f"INTERCOM_ACCESS_TOKEN (access_token) must be a string, got {type(token).__name__}"
@@ -634,7 +637,9 @@ def _check_token(token: object) -> str:
     return token
 
 
-def _check_base_url(url: object) -> str:
+def check_base_url(url: object) -> str:
+    """The base URL without a trailing slash; :class:`ConfigurationError` unless it is an
+    ``https://`` URL, or ``http://`` on a loopback host, without credentials or query."""
     setting = "INTERCOM_API_BASE_URL (base_url)"
     if not isinstance(url, str) or not url.strip():
         raise ConfigurationError(f"{setting} must be a URL such as {US_BASE_URL!r}, got {url!r}")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from .client import check_base_url, check_token
 from .errors import ConfigurationError
 
 __all__ = ["DELIVERY_MODES", "Settings"]
@@ -74,11 +75,8 @@ class Settings:
             config, "INTERCOM_EVENTS_DELIVERY", "disabled" if testing else "rq", DELIVERY_MODES
         )
         token = config.get("INTERCOM_ACCESS_TOKEN")
-        if token is not None and (not isinstance(token, str) or not token.strip()):
-            raise ConfigurationError(
-                "INTERCOM_ACCESS_TOKEN must be a non-empty string (your Intercom app's access "
-                "token)"
-            )
+        if token is not None:
+            token = check_token(token)
         if token is None and delivery != "disabled":
             raise ConfigurationError(
                 f"INTERCOM_ACCESS_TOKEN is not set, and INTERCOM_EVENTS_DELIVERY is "
@@ -95,8 +93,8 @@ class Settings:
                 f"got {type(spool_dir).__name__}"
             )
         return cls(
-            access_token=token.strip() if isinstance(token, str) else None,
-            api_base_url=_base_url(config.get("INTERCOM_API_BASE_URL", DEFAULT_BASE_URL)),
+            access_token=token,
+            api_base_url=check_base_url(config.get("INTERCOM_API_BASE_URL", DEFAULT_BASE_URL)),
             api_version=_string(config, "INTERCOM_API_VERSION", DEFAULT_API_VERSION),
             api_timeout=_timeout(config.get("INTERCOM_API_TIMEOUT", (3.05, 10.0))),
             delivery=delivery,
@@ -225,31 +223,9 @@ def _timeout(value: object) -> tuple[float, float]:
     return float(pair[0]), float(pair[1])
 
 
-def _base_url(value: object) -> str:
-    key = "INTERCOM_API_BASE_URL"
-    if not isinstance(value, str):
-        raise ConfigurationError(f"{key} must be a URL string, got {type(value).__name__}")
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(
-            f"{key} {value!r} is not a URL; use https://api.intercom.io, "
-            "https://api.eu.intercom.io or https://api.au.intercom.io"
-        )
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise ConfigurationError(
-            f"{key} {value!r} uses plain http:// to a host that is not loopback; the access "
-            "token would cross the network unencrypted: use https://"
-        )
-    return value.strip().rstrip("/")
-
-
 def _redis_url(value: object) -> str:
     key = "INTERCOM_EVENTS_REDIS_URL"
     if not isinstance(value, str) or urlsplit(value).scheme not in ("redis", "rediss", "unix"):
         # The value is not echoed: a Redis URL may hold a password.
         raise ConfigurationError(f"{key} must be a redis://, rediss:// or unix:// URL")
     return value
-
-
-def _is_loopback(host: str) -> bool:
-    return host in {"localhost", "::1"} or host.startswith("127.")
