@@ -855,3 +855,19 @@ def test_list_events_log_line_has_no_query(
     client.list_events(user_id="ada-lovelace")
     [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("GET")]
     assert re.fullmatch(r"GET /events -> 200 in \d+\.\d ms", line)
+
+
+def test_proxy_and_ca_bundle_environment_is_read_once_when_built(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "api.eu.intercom.io")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/corporate.pem")
+    us = IntercomClient("tok", base_url="https://api.intercom.io")
+    eu = IntercomClient("tok", base_url="https://api.eu.intercom.io")
+    assert us.session.proxies.get("https") == "http://proxy.internal:3128"
+    assert eu.session.proxies == {}  # NO_PROXY honoured
+    assert us.session.verify == "/etc/ssl/corporate.pem"
+    assert us.session.trust_env is False
+    us.close()
+    eu.close()
