@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import Any, TypeAlias
 
 from blinker import Signal
 from flask import Flask, Response, current_app, g, has_app_context, has_request_context
@@ -30,8 +30,10 @@ _PENDING = "_intercom_events_pending"
 BeforeSend = Callable[[Event], "Event | None"]
 
 #: What ``metadata=`` and ``identity=`` of :meth:`IntercomEvents.track_signal` accept.
-SignalMetadata = Mapping[str, MetadataInput] | Callable[..., Mapping[str, MetadataInput] | None]
-SignalIdentity = Identity | Callable[..., "Identity | None"]
+SignalMetadata: TypeAlias = (
+    "Mapping[str, MetadataInput] | Callable[..., Mapping[str, MetadataInput] | None]"
+)
+SignalIdentity: TypeAlias = "Identity | Callable[..., Identity | None]"
 
 
 @dataclass
@@ -59,8 +61,10 @@ class IntercomEvents:
     def __init__(self, app: Flask | None = None) -> None:
         self._identity_loader: IdentityLoader | None = None
         self._before_send: list[BeforeSend] = []
-        # Strong references: a receiver defined inline must not vanish with its closure.
-        self._receivers: list[Callable[..., None]] = []
+        self._receivers: dict[tuple[Signal, str], Callable[..., None]] = {}
+        self._signal_mappings: dict[
+            tuple[Signal, str], tuple[SignalMetadata | None, SignalIdentity | None]
+        ] = {}
         if app is not None:
             self.init_app(app)
 
@@ -169,7 +173,15 @@ class IntercomEvents:
         (as Flask-Login's ``user_logged_in`` sends) gives the identity, then the identity
         loader, then Flask-Login's ``current_user``. A failure here is logged and the event
         dropped, never raised into the code that sent the signal, unless the app is strict.
+
+        Mapping the same signal to the same event name again (an app factory called once per
+        test, say) replaces the earlier mapping: one signal sent tracks one event.
         """
+        key = (signal, event_name)
+        self._signal_mappings[key] = (metadata, identity)
+        existing = self._receivers.get(key)
+        if existing is not None:
+            return existing
 
         def receiver(sender: Any, **kwargs: Any) -> None:
             app = _app_for_signal(sender)
@@ -180,24 +192,28 @@ class IntercomEvents:
                     event_name,
                 )
                 return
-            state = app.extensions.get(EXTENSION_KEY)
+            state: _AppState | None = app.extensions.get(EXTENSION_KEY)
             if state is None or state.extension is not self:
                 return  # an app this extension does not serve
+            meta_spec, who_spec = self._signal_mappings[key]
 
             def signal_metadata() -> Mapping[str, MetadataInput] | None:
-                return metadata(sender, **kwargs) if callable(metadata) else metadata
+                if meta_spec is None or isinstance(meta_spec, Mapping):
+                    return meta_spec
+                return meta_spec(sender, **kwargs)
 
             def signal_identity() -> Identity | None:
-                if callable(identity):
-                    return identity(sender, **kwargs)
-                if identity is not None:
-                    return identity
+                if isinstance(who_spec, Identity):
+                    return who_spec
+                if who_spec is not None:
+                    return who_spec(sender, **kwargs)
                 return identity_of_user(kwargs["user"]) if "user" in kwargs else None
 
             self._record(app, event_name, metadata=signal_metadata, identity=signal_identity)
 
+        # Strong references: a receiver defined inline must not vanish with its closure.
         signal.connect(receiver, weak=False)
-        self._receivers.append(receiver)
+        self._receivers[key] = receiver
         return receiver
 
     # --- the common path ------------------------------------------------------------------

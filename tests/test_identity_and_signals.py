@@ -317,3 +317,32 @@ def test_event_tracked_fires_with_the_app_as_sender(tmp_path: Path) -> None:
     with event_tracked.connected_to(receiver), app.app_context():
         intercom.track("signed-up", user_id="1")
     assert senders == [(app, ["event"])]
+
+
+def test_mapping_a_signal_in_an_app_factory_tracks_once_per_signal(tmp_path: Path) -> None:
+    signal = Namespace().signal("s")
+    intercom = IntercomEvents()
+
+    def create_app(n: int) -> Flask:
+        app = make_app(tmp_path / str(n), intercom)
+        intercom.track_signal(
+            signal, "sent", metadata={"factory_run": n}, identity=Identity(user_id="1")
+        )
+        return app
+
+    apps = [create_app(n) for n in range(3)]
+    with record_events(apps[0]) as events, apps[0].app_context():
+        signal.send(None)
+    # One event, with the latest mapping (the factory's last run).
+    assert [dict(e.metadata) for e in events] == [{"factory_run": 2}]
+
+
+def test_one_signal_can_map_to_several_event_names(tmp_path: Path) -> None:
+    signal = Namespace().signal("s")
+    intercom = IntercomEvents()
+    app = make_app(tmp_path, intercom)
+    intercom.track_signal(signal, "first", identity=Identity(user_id="1"))
+    intercom.track_signal(signal, "second", identity=Identity(user_id="1"))
+    with record_events(app) as events, app.app_context():
+        signal.send(None)
+    assert sorted(e.event_name for e in events) == ["first", "second"]
