@@ -55,6 +55,7 @@ class Intake:
         self._state_lock = threading.Lock()
         self._down = False
         self._recovery: threading.Thread | None = None
+        self._drainer: threading.Thread | None = None
         self._spool_checked_at = 0.0
         self._closed = threading.Event()
 
@@ -75,23 +76,33 @@ class Intake:
         lines = [json.dumps(p, separators=(",", ":"), ensure_ascii=False) for p in payloads]
         if not lines:
             return True
-        if not self._down:
-            try:
-                self.redis.rpush(self.key, *lines)
-            except redis.RedisError as exc:
-                self._went_down(exc)
-            else:
-                self._maybe_drain_spool()
-                return True
-        self.spool.append(lines)
+        for _ in range(2):
+            if not self._down:
+                try:
+                    self.redis.rpush(self.key, *lines)
+                except redis.RedisError as exc:
+                    self._went_down(exc)
+                else:
+                    self._maybe_drain_spool()
+                    return True
+            # Spool only while the recovery has not declared Redis back (it takes this lock
+            # to do so, then drains): a line spooled here is always drained after.
+            with self._state_lock:
+                if self._down:
+                    self.spool.append(lines)
+                    return False
+        # Redis flapped between our two tries and the recovery's: keep them anyway.
+        with self._state_lock:
+            self.spool.append(lines)
+            self._ensure_recovery()
         return False
 
     def close(self) -> None:
         """Stop the background recovery, if any, and close the Redis connections."""
         self._closed.set()
-        recovery = self._recovery
-        if recovery is not None and recovery is not threading.current_thread():
-            recovery.join(timeout=5)
+        for thread in (self._recovery, self._drainer):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(timeout=5)
         self.redis.close()
         self.redis.connection_pool.disconnect()
 
@@ -117,25 +128,38 @@ class Intake:
                     self.spool.directory,
                 )
             self._down = True
-            if self._recovery is None or not self._recovery.is_alive():
-                self._recovery = threading.Thread(
-                    target=self._recover, name="intercom-events-recovery", daemon=True
-                )
-                self._recovery.start()
+            self._ensure_recovery()
+
+    def _ensure_recovery(self) -> None:
+        # Called with the state lock held. The recovery thread clears _recovery (under the
+        # same lock) only when Redis is up, so an outage always has a thread watching it.
+        if self._recovery is None:
+            self._recovery = threading.Thread(
+                target=self._recover, name="intercom-events-recovery", daemon=True
+            )
+            self._recovery.start()
 
     def _recover(self) -> None:
         pause, longest = _PROBE_EVERY
         while not self._closed.wait(pause):
             try:
                 self.redis.ping()
-                self.drain_spool()
+                with self._state_lock:
+                    self._down = False  # from now on pushes go to Redis, none to the spool
+                self.drain_spool()  # so this drains every line spooled in this process
             except (redis.RedisError, OSError):
+                with self._state_lock:
+                    self._down = True
                 pause = min(pause * 2, longest)
                 continue
             with self._state_lock:
-                self._down = False
-            log.warning("Redis answers again; Intercom events go to Redis")
+                if self._down:  # down again while we drained: keep watching
+                    continue
+                self._recovery = None
+            log.warning("Redis answers again; spooled Intercom events are in Redis")
             return
+        with self._state_lock:
+            self._recovery = None
 
     def _maybe_drain_spool(self) -> None:
         # Another process (or an earlier run) may have spooled: look now and then, never on
@@ -147,12 +171,12 @@ class Intake:
         if not self.spool.files():
             return
         with self._state_lock:
-            if self._recovery is not None and self._recovery.is_alive():
+            if self._drainer is not None and self._drainer.is_alive():
                 return
-            self._recovery = threading.Thread(
+            self._drainer = threading.Thread(
                 target=self._drain_quietly, name="intercom-events-spool-drain", daemon=True
             )
-            self._recovery.start()
+            self._drainer.start()
 
     def _drain_quietly(self) -> None:
         try:

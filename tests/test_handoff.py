@@ -17,7 +17,7 @@ from flask import Flask
 
 from flask_intercom_events import Event, Identity, IntercomEvents, track_event
 from flask_intercom_events.extension import state_of
-from flask_intercom_events.intake import intake_key
+from flask_intercom_events.intake import Intake, intake_key
 from flask_intercom_events.signals import event_enqueued
 from flask_intercom_events.spool import Spool
 
@@ -253,3 +253,43 @@ def test_torn_spool_line_is_kept_visible_not_dropped(tmp_path: Path, redis_url: 
     client.close()
     rejected = list((tmp_path / "spool").glob("rejected-*.txt"))
     assert [p.read_text() for p in rejected] == ['{"torn": \n']
+
+
+def test_flapping_redis_under_concurrent_pushes_loses_nothing(
+    tmp_path: Path, own_redis: RedisServer
+) -> None:
+    """Redis stops and starts twice while eight threads push: once it is back for good, the
+    intake's own recovery drains the spool, with no further push to trigger it."""
+    intake = Intake(own_redis.url, "flap", 0.2, Spool(tmp_path / "spool"))
+    writers, per_writer = 8, 400
+
+    def write(w: int) -> None:
+        for i in range(per_writer):
+            intake.push([{"w": w, "i": i}])
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+    try:
+        for thread in threads:
+            thread.start()
+        for _ in range(2):
+            time.sleep(0.2)
+            own_redis.stop()
+            time.sleep(0.3)
+            own_redis.start()
+        for thread in threads:
+            thread.join()
+        client = redis.Redis.from_url(own_redis.url)
+        deadline = time.monotonic() + 30
+        seen: set[tuple[int, int]] = set()
+        while time.monotonic() < deadline:
+            items = client.lrange(intake.key, 0, -1)
+            seen = {(d["w"], d["i"]) for d in map(json.loads, items)}
+            if len(seen) == writers * per_writer and not intake.spool.files():
+                break
+            time.sleep(0.1)
+        client.close()
+        assert seen == {(w, i) for w in range(writers) for i in range(per_writer)}
+        assert intake.spool.files() == []
+        assert not intake.down
+    finally:
+        intake.close()
