@@ -26,13 +26,7 @@ HEADERS = {
     "Accept": "application/json",
     "Intercom-Version": "2.11",
 }
-SCHEMA_FILE = (
-    Path(__file__).resolve().parent.parent.parent
-    / "shared"
-    / "reference"
-    / "intercom-openapi"
-    / "events-2.11.resolved.json"
-)
+SCHEMA_FILE = Path(__file__).parent / "data" / "intercom-openapi" / "events-2.11.resolved.json"
 
 
 def body(*remove: str, **changes: Any) -> dict[str, Any]:
@@ -568,7 +562,7 @@ def test_unlimited_sends_no_rate_headers(emulator: Sandbox) -> None:
 
 @pytest.fixture(scope="module")
 def openapi() -> dict[str, Any]:
-    """Intercom's 2.11 schemas (the shared/ folder sits beside the repository, as in CI)."""
+    """Intercom's 2.11 schemas (tests/data/intercom-openapi, copied from Intercom's repo)."""
     if not SCHEMA_FILE.is_file():
         pytest.fail(f"Intercom's OpenAPI reference is missing: expected {SCHEMA_FILE}")
     schemas: dict[str, Any] = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))["schemas"]
