@@ -126,7 +126,8 @@ def test_drill_b_worker_killed_mid_delivery_and_restarted(
     assert [f".{first.pid}." in w.name for w in held.workers] == [True]  # still registered
     second = setup.start_worker("--concurrency", "20")
     # RQ alone would wait for the jobs' timeout, and for the dead worker's scheduler lock to
-    # expire before promoting its scheduled retries; the issue allows two minutes.
+    # expire before promoting its scheduled retries; the issue allows two minutes, which
+    # wait_until enforces (it fails the test past its timeout).
     recovered = setup.wait_until(
         lambda: "is gone: put" in second.log(), 120, "the dead worker's events put back"
     )
@@ -134,7 +135,6 @@ def test_drill_b_worker_killed_mid_delivery_and_restarted(
         f"drill b: the dead worker's events were back on the queue {recovered:.1f} s "
         "after the restart"
     )
-    assert recovered < 30
     setup.wait_until(setup.settled, 60, "every event settled")
     assert second.stop() == 0
     report = account(setup, emulator)
@@ -164,9 +164,8 @@ def test_drill_b_restart_after_the_heartbeat_expired(
         lambda: "is gone: put" in second.log(), 60, "the dead worker's events put back"
     )
     print(f"drill b (heartbeat): events back on the queue {recovered:.1f} s after the restart")
-    waited = setup.wait_until(setup.settled, 60, "every event settled")
+    setup.wait_until(setup.settled, 60, "every event settled")
     assert second.stop() == 0
-    assert waited < 60
     report = account(setup, emulator)
     assert report["delivered"] == 60
 
