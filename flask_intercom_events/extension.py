@@ -10,7 +10,7 @@ from functools import partial
 from typing import Any, TypeAlias
 
 from blinker import Signal
-from flask import Flask, Response, current_app, g, has_app_context, has_request_context
+from flask import Flask, Response, current_app, has_app_context, has_request_context, request
 
 from .config import Settings
 from .errors import ConfigurationError, IntercomAPIError, IntercomEventsError, InvalidEventError
@@ -25,7 +25,12 @@ __all__ = ["BeforeSend", "IntercomEvents"]
 log = logging.getLogger("flask_intercom_events")
 
 EXTENSION_KEY = "intercom_events"
-_PENDING = "_intercom_events_pending"
+# Kept in the WSGI environ, which lives as long as the request (an app context pushed inside
+# a view gets a new ``g``; the environ stays): the request's events, whether after_request has
+# tied them to the response's close, and whether teardown already handed them off.
+_PENDING = "intercom_events.pending"
+_ATTACHED = "intercom_events.attached"
+_FLUSHED = "intercom_events.flushed"
 
 BeforeSend = Callable[[Event], "Event | None"]
 
@@ -246,7 +251,13 @@ class IntercomEvents:
             self._drop(app, event_name, "before_send", None)
             return None
         if event_tracked.receivers:
-            event_tracked.send(app, event=event)
+            try:
+                event_tracked.send(app, event=event)
+            except Exception:
+                if state.settings.strict:
+                    raise
+                # A receiver's bug must not fail the view nor lose the event.
+                log.exception("An event_tracked receiver failed for %r", event.event_name)
         self._dispatch(app, state, event)
         return event
 
@@ -285,12 +296,8 @@ class IntercomEvents:
     def _dispatch(self, app: Flask, state: _AppState, event: Event) -> None:
         delivery = state.settings.delivery
         if delivery == "rq":
-            if has_request_context():
-                pending: list[Event] | None = g.get(_PENDING)
-                if pending is None:
-                    g.setdefault(_PENDING, [event])
-                else:
-                    pending.append(event)
+            if has_request_context() and not request.environ.get(_FLUSHED):
+                request.environ.setdefault(_PENDING, []).append(event)
             else:
                 hand_off(app, state, [event])
         elif delivery == "eager":
@@ -362,16 +369,26 @@ def send_now(app: Flask, state: _AppState, event: Event) -> None:
 
 
 def _attach_pending(response: Response) -> Response:
-    events: list[Event] | None = g.pop(_PENDING, None)
+    environ = request.environ
+    events: list[Event] | None = environ.get(_PENDING)
     if events:
+        # The list itself, not a copy: events tracked later in this request (by after_request
+        # or teardown functions that run after this one) leave with it when the response
+        # is closed, which the WSGI server does last.
         app = current_app._get_current_object()  # type: ignore[attr-defined]
         response.call_on_close(partial(hand_off, app, state_of(app), events))
+        environ[_ATTACHED] = True
     return response
 
 
 def _flush_leftovers(error: BaseException | None) -> None:
-    # after_request did not run (another after_request hook raised): hand off now.
-    events: list[Event] | None = g.pop(_PENDING, None)
+    environ = request.environ
+    if environ.get(_ATTACHED):
+        return
+    # after_request did not run (another after_request function raised): hand off now, and
+    # anything tracked after this point at once.
+    environ[_FLUSHED] = True
+    events: list[Event] | None = environ.pop(_PENDING, None)
     if events:
         app = current_app._get_current_object()  # type: ignore[attr-defined]
         hand_off(app, state_of(app), events)

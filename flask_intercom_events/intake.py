@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -52,12 +53,18 @@ class Intake:
         self.key = intake_key(queue)
         self.spool = spool
         self.redis = connect(redis_url, timeout)
+        self._closed = threading.Event()
+        self._reset_process_state()
+
+    def _reset_process_state(self) -> None:
+        # Threads and locks do not survive a fork (the redis pool re-makes its connections
+        # itself): a child starts afresh, trying Redis again rather than inheriting "down".
+        self._pid = os.getpid()
         self._state_lock = threading.Lock()
         self._down = False
         self._recovery: threading.Thread | None = None
         self._drainer: threading.Thread | None = None
         self._spool_checked_at = 0.0
-        self._closed = threading.Event()
 
     def __repr__(self) -> str:
         return f"Intake(key={self.key!r}, down={self._down})"
@@ -76,6 +83,8 @@ class Intake:
         lines = [json.dumps(p, separators=(",", ":"), ensure_ascii=False) for p in payloads]
         if not lines:
             return True
+        if self._pid != os.getpid():
+            self._reset_process_state()
         for _ in range(2):
             if not self._down:
                 try:

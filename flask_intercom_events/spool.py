@@ -64,7 +64,7 @@ class Spool:
             entries = [p for p in self.directory.iterdir() if p.name.endswith(_SUFFIX)]
         except FileNotFoundError:
             return []
-        return sorted(entries, key=lambda p: p.stat().st_mtime if p.exists() else 0.0)
+        return sorted(entries, key=_modified)
 
     def count(self) -> int:
         """How many events are spooled (reads every file)."""
@@ -137,3 +137,10 @@ class Spool:
         log.error("Unreadable line in spool file %s kept in %s", path.name, rejected.name)
         with rejected.open("a", encoding="utf-8") as handle:
             handle.write(line + "\n")
+
+
+def _modified(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:  # drained and removed by another process meanwhile
+        return 0.0

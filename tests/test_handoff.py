@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import time
@@ -18,7 +19,7 @@ from flask import Flask
 from flask_intercom_events import Event, Identity, IntercomEvents, track_event
 from flask_intercom_events.extension import state_of
 from flask_intercom_events.intake import Intake, intake_key
-from flask_intercom_events.signals import event_enqueued
+from flask_intercom_events.signals import event_enqueued, event_tracked
 from flask_intercom_events.spool import Spool
 
 from .apps import make_app
@@ -293,3 +294,114 @@ def test_flapping_redis_under_concurrent_pushes_loses_nothing(
         assert not intake.down
     finally:
         intake.close()
+
+
+def test_events_tracked_in_a_nested_app_context_or_late_hooks_are_not_lost(
+    tmp_path: Path, redis_url: str
+) -> None:
+    intercom = IntercomEvents()
+    app = Flask(__name__, instance_path=str(tmp_path))
+    app.config.update(
+        INTERCOM_ACCESS_TOKEN="test-token",
+        INTERCOM_EVENTS_DELIVERY="rq",
+        INTERCOM_EVENTS_REDIS_URL=redis_url,
+    )
+
+    # Registered before init_app, so Flask runs them after the extension's own hooks.
+    @app.after_request
+    def late_after_request(response: Any) -> Any:
+        intercom.track("in-after-request", user_id="1")
+        return response
+
+    @app.teardown_request
+    def late_teardown(error: BaseException | None) -> None:
+        intercom.track("in-teardown", user_id="1")
+
+    intercom.init_app(app)
+
+    @app.get("/nested")
+    def nested() -> str:
+        with app.app_context():  # a helper or library pushing its own app context
+            intercom.track("in-nested-context", user_id="1")
+        return "ok"
+
+    app.test_client().get("/nested").close()
+    names = sorted(p["event_name"] for p in intake(redis_url))
+    assert names == ["in-after-request", "in-nested-context", "in-teardown"]
+
+
+def test_a_failing_event_tracked_receiver_breaks_neither_view_nor_event(
+    tmp_path: Path, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = build_app(tmp_path, redis_url, INTERCOM_EVENTS_STRICT=False)
+
+    def broken(sender: Flask, **kwargs: Any) -> None:
+        raise RuntimeError("a buggy receiver")
+
+    with (
+        event_tracked.connected_to(broken, sender=app),
+        app.test_client().get("/one/5") as response,
+    ):
+        assert response.status_code == 200
+    assert [p["metadata"] for p in intake(redis_url)] == [{"n": 5}]
+    assert "An event_tracked receiver failed for 'did-one'" in caplog.text
+
+
+def test_spool_listing_survives_files_vanishing_meanwhile(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool.directory.mkdir()
+    stop = threading.Event()
+
+    def churn() -> None:
+        n = 0
+        while not stop.is_set():
+            path = spool.directory / f"spool-x-{n}.jsonl"
+            path.write_text("{}\n")
+            path.unlink()
+            n += 1
+
+    churner = threading.Thread(target=churn)
+    churner.start()
+    try:
+        for _ in range(5000):
+            spool.files()  # must never raise FileNotFoundError
+    finally:
+        stop.set()
+        churner.join()
+
+
+@pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")
+def test_a_process_forked_during_an_outage_recovers_on_its_own(
+    tmp_path: Path, own_redis: RedisServer
+) -> None:
+    intake_ = Intake(own_redis.url, "forked", 0.2, Spool(tmp_path / "parent-spool"))
+    own_redis.stop()
+    assert intake_.push([{"who": "parent"}]) is False  # down, spooled, recovery watching
+    pid = os.fork()
+    if pid == 0:  # the child, e.g. a gunicorn worker forked from a --preload master
+        code = 1
+        try:
+            intake_.spool = Spool(tmp_path / "child-spool")  # only the child can drain it
+            intake_.push([{"who": "child"}])
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                if not intake_.spool.files() and not intake_.down:
+                    code = 0
+                    break
+                time.sleep(0.05)
+        finally:
+            os._exit(code)
+    own_redis.start()
+    _, status = os.waitpid(pid, 0)
+    try:
+        assert os.waitstatus_to_exitcode(status) == 0, "the child's spool was never drained"
+        client = redis.Redis.from_url(own_redis.url)
+        deadline = time.monotonic() + 20
+        who: set[str] = set()
+        while time.monotonic() < deadline and who != {"parent", "child"}:
+            who = {json.loads(x)["who"] for x in client.lrange(intake_.key, 0, -1)}
+            time.sleep(0.05)
+        client.close()
+        assert who == {"parent", "child"}
+    finally:
+        intake_.close()
