@@ -10,15 +10,19 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from .client import check_base_url, check_token
+from .client import (
+    DEFAULT_API_VERSION,
+    DEFAULT_BASE_URL,
+    DEFAULT_TIMEOUT,
+    check_base_url,
+    check_token,
+)
 from .errors import ConfigurationError
 
 __all__ = ["DELIVERY_MODES", "Settings"]
 
 DELIVERY_MODES = ("rq", "eager", "disabled")
 
-DEFAULT_BASE_URL = "https://api.intercom.io"
-DEFAULT_API_VERSION = "2.11"
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 DEFAULT_QUEUE = "intercom-events"
 DEFAULT_RATE_LIMIT = 10_000
@@ -96,7 +100,7 @@ class Settings:
             access_token=token,
             api_base_url=check_base_url(config.get("INTERCOM_API_BASE_URL", DEFAULT_BASE_URL)),
             api_version=_string(config, "INTERCOM_API_VERSION", DEFAULT_API_VERSION),
-            api_timeout=_timeout(config.get("INTERCOM_API_TIMEOUT", (3.05, 10.0))),
+            api_timeout=_timeout(config.get("INTERCOM_API_TIMEOUT", DEFAULT_TIMEOUT)),
             delivery=delivery,
             redis_url=_redis_url(config.get("INTERCOM_EVENTS_REDIS_URL", DEFAULT_REDIS_URL)),
             redis_timeout=_positive(config, "INTERCOM_EVENTS_REDIS_TIMEOUT", 0.5),
