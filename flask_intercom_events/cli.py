@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
 import click
 import redis
 from flask import current_app
 from flask.cli import AppGroup
 
 from .extension import state_of
+
+if TYPE_CHECKING:
+    from .delivery import DeliveryQueue
 
 __all__ = ["intercom_cli"]
 
@@ -81,21 +88,15 @@ def status(queue_name: str | None, as_json: bool) -> None:
     spooled on this machine; the workers; and the current rate window."""
     import json
 
-    from .delivery import DeliveryQueue
     from .ratelimit import RateBudget
-    from .worker import connect_worker_redis
 
     state = state_of(current_app)
     settings = state.settings
-    connection = connect_worker_redis(settings.redis_url)
-    store = DeliveryQueue(
-        connection, queue_name or settings.queue, failure_ttl=settings.failure_ttl
-    )
-    try:
+    with _delivery_store(queue_name) as store:
         found = store.status()
         budget = (
             RateBudget(
-                connection,
+                store.connection,
                 settings.access_token,
                 allowance=settings.window_budget,
                 window=settings.rate_window,
@@ -103,12 +104,6 @@ def status(queue_name: str | None, as_json: bool) -> None:
             if settings.access_token
             else None
         )
-    except redis.RedisError as exc:
-        raise click.ClickException(
-            f"Redis (INTERCOM_EVENTS_REDIS_URL) did not answer: {exc}"
-        ) from exc
-    finally:
-        connection.close()
     spooled = state.intake.spool.count() if state.intake is not None else 0
     report = {
         "queue": store.name,
@@ -188,25 +183,11 @@ def status(queue_name: str | None, as_json: bool) -> None:
 @click.option("--queue", "queue_name", default=None, help="Queue (default: INTERCOM_EVENTS_QUEUE).")
 def requeue_failed(reason: str | None, queue_name: str | None) -> None:
     """Put failed events back on the queue, with a fresh retry history."""
-    from .delivery import DeliveryQueue
-    from .worker import connect_worker_redis
-
-    settings = state_of(current_app).settings
-    connection = connect_worker_redis(settings.redis_url)
-    store = DeliveryQueue(
-        connection, queue_name or settings.queue, failure_ttl=settings.failure_ttl
-    )
-    try:
+    with _delivery_store(queue_name) as store:
         total = store.status(with_reasons=False).failed
         wanted = store.failed_ids(reason)
         with click.progressbar(length=len(wanted), label="Requeueing failed events") as bar:
             requeued = store.requeue(wanted, progress=bar.update)
-    except redis.RedisError as exc:
-        raise click.ClickException(
-            f"Redis (INTERCOM_EVENTS_REDIS_URL) did not answer: {exc}"
-        ) from exc
-    finally:
-        connection.close()
     what = f" with reason {reason!r}" if reason else ""
     click.echo(f"Requeued {requeued} of {total} failed event(s){what}.")
 
@@ -372,3 +353,23 @@ def sandbox(args: tuple[str, ...]) -> None:
     if token and "--token" not in argv and not any(a.startswith("--token=") for a in argv):
         argv += ["--token", token]
     raise SystemExit(main(argv, prog="flask intercom sandbox"))
+
+
+@contextmanager
+def _delivery_store(queue_name: str | None) -> Iterator[DeliveryQueue]:
+    """The app's delivery queue on a fresh connection; a Redis failure becomes a clear error."""
+    from .delivery import DeliveryQueue
+    from .worker import connect_worker_redis
+
+    settings = state_of(current_app).settings
+    connection = connect_worker_redis(settings.redis_url)
+    try:
+        yield DeliveryQueue(
+            connection, queue_name or settings.queue, failure_ttl=settings.failure_ttl
+        )
+    except redis.RedisError as exc:
+        raise click.ClickException(
+            f"Redis (INTERCOM_EVENTS_REDIS_URL) did not answer: {exc}"
+        ) from exc
+    finally:
+        connection.close()
