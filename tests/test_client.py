@@ -370,14 +370,16 @@ def test_create_event_result_carries_the_rate_limit_headers(
 ) -> None:
     emulator.configure(rate_limit=5)
 
+    sent_at = time.time()
     first = client.create_event(event(ago=1))
+    answered_at = time.time()
     second = client.create_event(event(ago=2))
 
     assert first.rate_limit.limit == 5
     assert first.rate_limit.remaining == 4
     assert second.rate_limit.remaining == 3
     assert first.rate_limit.reset is not None
-    assert time.time() - 1 <= first.rate_limit.reset <= time.time() + 11
+    assert sent_at < first.rate_limit.reset <= answered_at + 11
     assert first.elapsed > 0
 
 
@@ -619,8 +621,10 @@ def test_rate_limited_carries_the_window(emulator: Sandbox, client: IntercomClie
     emulator.configure(rate_limit=1)
     client.create_event(event(ago=1))
 
+    sent_at = time.time()
     with pytest.raises(RateLimitedError) as caught:
         client.create_event(event(ago=2))
+    answered_at = time.time()
 
     error = caught.value
     assert (error.status, error.code) == (429, "rate_limit_exceeded")
@@ -628,7 +632,7 @@ def test_rate_limited_carries_the_window(emulator: Sandbox, client: IntercomClie
     assert error.rate_limit.limit == 1
     assert error.rate_limit.remaining == 0
     assert error.rate_limit.reset is not None
-    assert time.time() - 1 <= error.rate_limit.reset <= time.time() + 11
+    assert sent_at < error.rate_limit.reset <= answered_at + 11
     # Intercom documents no Retry-After; the emulator sends none.
     assert error.retry_after is None
 

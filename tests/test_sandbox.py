@@ -541,12 +541,15 @@ def test_short_real_window_refills(emulator: Sandbox) -> None:
     emulator.configure(rate_limit=2, rate_window=0.2)
     statuses = [post(emulator.url, body(created_at=NOW - n)).status_code for n in range(10)]
     assert 429 in statuses
+    sent_at = time.time()
     reset = post(emulator.url, body(created_at=NOW - 99)).headers["X-RateLimit-Reset"]
+    answered_at = time.time()
 
     time.sleep(0.25)
 
     assert post(emulator.url, body(created_at=NOW - 100)).status_code == 202
-    assert int(reset) >= int(time.time()) - 1
+    # The end of the 0.2-s window that held the call, rounded up to whole seconds.
+    assert sent_at < int(reset) <= answered_at + 1
 
 
 def test_unlimited_sends_no_rate_headers(emulator: Sandbox) -> None:
@@ -772,6 +775,7 @@ def test_scripted_faults_happen_in_order(emulator: Sandbox) -> None:
     emulator.script("500", "429", "drop", "stall:0.5", "503", "408", "409", "ok")
 
     server_error = post(emulator.url, body(created_at=NOW - 1))
+    throttled_at = time.time()
     throttled = post(emulator.url, body(created_at=NOW - 2))
     with pytest.raises(requests.ConnectionError):
         post(emulator.url, body(created_at=NOW - 3))
@@ -787,7 +791,8 @@ def test_scripted_faults_happen_in_order(emulator: Sandbox) -> None:
     assert_error(server_error, 500, "server_error")
     assert_error(throttled, 429, "rate_limit_exceeded")
     assert throttled.headers["X-RateLimit-Remaining"] == "0"
-    assert int(throttled.headers["X-RateLimit-Reset"]) > time.time()
+    # The end of the window that held the call: later than the call, whatever came after.
+    assert int(throttled.headers["X-RateLimit-Reset"]) > throttled_at
     assert_error(others[0], 503, "server_error")
     assert_error(others[1], 408, "request_timeout")
     assert_error(others[2], 409, "conflict")
