@@ -151,7 +151,9 @@ def _run(demo: bool, port: int | None, workdir: Path, running: contextlib.ExitSt
         watcher = _Watcher(emulator_url)
         running.callback(watcher.stop)
     running.callback(
-        print, "\nStopping the web app, then the worker (it finishes what it is sending)..."
+        print,
+        "\nStopping the web app, then the worker (it finishes what it is sending; "
+        "Ctrl-C again stops it at once)...",
     )
     while True:  # until Ctrl-C or SIGTERM raises KeyboardInterrupt
         time.sleep(0.5)

@@ -5,7 +5,8 @@ Every child runs in its own session, so Ctrl-C in the terminal reaches only the 
 then stops them in the reverse order of their start (each ``start_*`` registers its stop on
 an ``ExitStack`` as soon as the process exists): the web app first, then the worker while
 Redis and the emulator still answer (it finishes its requests in flight), then the emulator
-and Redis.
+and Redis. A second Ctrl-C hurries them: the child being stopped gets another SIGTERM, which makes
+the worker stop at once (its unfinished events go back to the queue).
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ class SetupError(RuntimeError):
 
 class Child:
     """One subprocess, in its own session, with its output in ``log`` (or the terminal)."""
+
+    #: The child waited for in :meth:`stop` right now, for :func:`hurry`.
+    stopping: Child | None = None
 
     def __init__(
         self,
@@ -71,12 +75,15 @@ class Child:
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM, wait for a graceful exit, SIGKILL past ``timeout`` seconds."""
         if self.running():
+            Child.stopping = self
             self.process.terminate()
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+            finally:
+                Child.stopping = None
         if self._output is not None:
             self._output.close()
 
@@ -228,18 +235,35 @@ class WebServer:
         self._thread.join(5)
 
 
+def hurry() -> str | None:
+    """Send SIGTERM again to the child being stopped (the worker then stops at once), and
+    return its name. The children after it are still stopped in order: the worker needs Redis
+    to put its unfinished events back on the queue."""
+    child = Child.stopping
+    if child is None or not child.running():
+        return None
+    child.process.terminate()
+    return child.name
+
+
 def stop_on_signals() -> None:
     """Turn SIGINT (Ctrl-C), SIGTERM and SIGHUP (the terminal closed) into
     :class:`KeyboardInterrupt`, once.
 
-    The first one unwinds the set-up in order; later ones are ignored, so they cannot cut the
-    clean-up short (each child is killed anyway if it takes too long).
+    The first one unwinds the set-up in order. Later ones do not raise, so they cannot cut the
+    clean-up short; they :func:`hurry` the children instead (each is killed anyway if it takes
+    too long).
     """
     stoppers = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
+    def again(signum: int, frame: object) -> None:
+        hurried = hurry()
+        if hurried is not None:  # os.write: print() could be interrupted mid-line by this
+            os.write(sys.stdout.fileno(), f"Stopping the {hurried} at once.\n".encode())
+
     def interrupt(signum: int, frame: object) -> None:
         for stopper in stoppers:
-            signal.signal(stopper, signal.SIG_IGN)
+            signal.signal(stopper, again)
         raise KeyboardInterrupt
 
     for stopper in stoppers:

@@ -21,6 +21,8 @@ import pytest
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
+from redis import Redis
+from rq import Queue
 
 from example_app import create_app
 from flask_intercom_events import Event, Identity, Money, RichLink
@@ -366,3 +368,34 @@ def test_runner_serves_delivers_and_stops_everything_on_ctrl_c(runner: Runner) -
         assert not listening(url), f"{url} still answers"
     for pid in (worker_pid, redis_pid):
         assert not Path(f"/proc/{pid}").exists(), f"pid {pid} outlived the runner"
+
+
+def test_a_second_ctrl_c_stops_the_worker_at_once(runner: Runner) -> None:
+    web = runner.wait_for(r"web app +(http://\S+)/").group(1)
+    emulator = runner.wait_for(r"the emulator at (http://\S+)").group(1)
+    redis_url = runner.wait_for(r"Redis +(redis://\S+) ").group(1)
+    worker_pid = int(runner.wait_for(r"worker .*\(pid (\d+)\)").group(1))
+    runner.wait_for("Ctrl-C stops everything")
+    # Intercom takes 8 s to answer: a graceful stop would wait for it.
+    patched = requests.patch(f"{emulator}/_sandbox/settings", json={"latency": 8}, timeout=5)
+    assert patched.status_code == 200, patched.text
+    assert requests.get(f"{web}/pricing?lead=lead-7", timeout=10).status_code == 200
+    started = Queue("intercom-events", connection=Redis.from_url(redis_url)).started_job_registry
+    deadline = time.monotonic() + 30
+    while started.count == 0:  # the worker has taken the event and is waiting for Intercom
+        assert time.monotonic() < deadline, "the worker never started sending"
+        time.sleep(0.05)
+
+    runner.process.send_signal(signal.SIGINT)
+    runner.wait_for("finishing the requests in flight")
+    runner.process.send_signal(signal.SIGINT)
+
+    runner.wait_for("Stopping the worker at once")
+    runner.wait_for("Stopping now: unfinished events go back to the queue")
+    assert runner.process.wait(30) == 0
+    output = runner.output()
+    assert "Traceback" not in output
+    assert output.rstrip().endswith("Stopped.")
+    assert not Path(f"/proc/{worker_pid}").exists()
+    for url in (web, emulator, redis_url):
+        assert not listening(url), f"{url} still answers"
