@@ -25,13 +25,17 @@ class RateDecision:
 
 
 def window_start(now: float, width: float) -> float:
-    """Start of the window holding ``now``: windows are aligned to multiples of ``width``."""
-    return math.floor(now / width) * width
+    """Start of the window holding ``now``: windows are aligned to multiples of ``width``.
+
+    Rounded to the microsecond: ``floor(now / 0.2) * 0.2`` is ``...704.8000002`` for
+    today's Unix times, and a window end of ``...705.0000002`` must not round up to ``706``.
+    """
+    return round(math.floor(now / width) * width, 6)
 
 
 def window_reset(now: float, width: float) -> int:
     """Unix time (whole seconds, rounded up) when the window holding ``now`` refills."""
-    return math.ceil(window_start(now, width) + width)
+    return math.ceil(round(window_start(now, width) + width, 6))
 
 
 def describe_window(width: float) -> str:
