@@ -5,8 +5,9 @@ a time would deliver 10-20 events a second, far below the 166 a second it allows
 
 - The **main thread** does all the Redis work, in batches: it moves events from the intake
   into RQ jobs, claims jobs within the shared rate budget, settles what the senders report
-  (delivered, retry scheduled, failed), promotes due retries, keeps the worker's heartbeat,
-  and puts back what dead workers held. It alone handles ``SIGTERM``/``SIGINT``.
+  (delivered, retry scheduled, failed), promotes due retries, keeps the worker's heartbeat
+  (and its registration with RQ, which ``rq info`` lists), and puts back what dead workers
+  held. It alone handles ``SIGTERM``/``SIGINT``.
 - **Sender threads** (``--concurrency``, default ``INTERCOM_EVENTS_WORKER_CONCURRENCY``) each
   take a claimed job, push an app context and call the job's function,
   :func:`~flask_intercom_events.jobs.deliver`, through this process's one
@@ -41,6 +42,7 @@ from types import FrameType
 from typing import Any
 
 import redis
+import rq
 from flask import Flask
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry as RedisRetry
@@ -91,6 +93,67 @@ def connect_worker_redis(url: str) -> redis.Redis:
         health_check_interval=15,
         retry=RedisRetry(ExponentialBackoff(cap=0.5, base=0.05), 2),
     )
+
+
+class RQPresence:
+    """The worker as RQ's own tools (``rq info``, rq-dashboard) see workers: registered,
+    kept alive and unregistered with RQ's :class:`rq.Worker` API, with its state (``busy``
+    while events are in flight, else ``idle``) and its counts of delivered and failed events.
+
+    Only for people and their tools to see: what the worker holds, and who takes it over
+    when the worker dies, is kept by :class:`~flask_intercom_events.delivery.DeliveryQueue`.
+    Every call raises :class:`redis.RedisError` when Redis does not answer; a registration
+    that has expired meanwhile (Redis restarted) is made again on the next beat.
+    """
+
+    def __init__(self, connection: redis.Redis, queue_name: str, name: str, ttl: int) -> None:
+        queue = rq.Queue(queue_name, connection=connection)
+        self.worker = rq.Worker([queue], connection=connection, name=name)
+        self.ttl = ttl
+        self._busy: bool | None = None
+        self._delivered = 0
+        self._failed = 0
+
+    def count(self, *, delivered: int, failed: int) -> None:
+        """Add to the counts written with the next beat or change of state."""
+        self._delivered += delivered
+        self._failed += failed
+
+    def beat(self, *, busy: bool) -> None:
+        """Register (again, if the registration is gone), refresh, write state and counts."""
+        worker = self.worker
+        if not worker.connection.exists(worker.key):
+            worker.register_birth()  # type: ignore[no-untyped-call]
+        self._write(busy, beat=True)
+
+    def mark(self, *, busy: bool) -> None:
+        """Write the state (and counts) if it changed since the last write: one call."""
+        if busy != self._busy:
+            self._write(busy, beat=False)
+
+    def _write(self, busy: bool, *, beat: bool) -> None:
+        worker = self.worker
+        with worker.connection.pipeline() as pipe:
+            if beat:
+                worker.heartbeat(self.ttl, pipeline=pipe)
+            worker.set_state("busy" if busy else "idle", pipeline=pipe)
+            if self._delivered:
+                pipe.hincrby(worker.key, "successful_job_count", self._delivered)
+            if self._failed:
+                pipe.hincrby(worker.key, "failed_job_count", self._failed)
+            pipe.execute()
+        self._busy = busy
+        self._delivered = self._failed = 0
+
+    def leave(self) -> None:
+        """Unregister: the worker stopped."""
+        self.worker.register_death()  # type: ignore[no-untyped-call]
+
+    def bury(self, name: str) -> None:
+        """Unregister the worker ``name``, found dead, rather than let RQ's tools show it
+        until its registration expires."""
+        dead = rq.Worker(self.worker.queues, connection=self.worker.connection, name=name)
+        dead.register_death()  # type: ignore[no-untyped-call]
 
 
 class DeliveryWorker:
@@ -154,6 +217,12 @@ class DeliveryWorker:
         self._redis_down_since: float | None = None
         self._machine = _machine_id()
         self._started_at = time.time()
+        self.presence = RQPresence(
+            self.connection,
+            self.store.name,
+            self.name,
+            ttl=max(int(settings.worker_ttl) + 60, 60),
+        )
 
     def __repr__(self) -> str:
         return (
@@ -270,6 +339,7 @@ class DeliveryWorker:
                     queue_left = claim.queue_left
                     if claim.wait > 0:
                         rate_wait_until = time.monotonic() + claim.wait
+                self.presence.mark(busy=bool(self._held))
                 self._redis_answers()
             except redis.RedisError as exc:
                 self._redis_failed(exc)
@@ -381,6 +451,7 @@ class DeliveryWorker:
             failures=[failure for failure, _ in failures],
         )
         self._done = []
+        self.presence.count(delivered=len(delivered), failed=len(failures))
         for outcome in outcomes:
             self._held.pop(outcome.job.id, None)
         for failure, error in failures:
@@ -435,9 +506,11 @@ class DeliveryWorker:
         self.store.heartbeat(
             self.name, details, self.settings.worker_ttl, list(self._held), self.lease
         )
+        self.presence.beat(busy=bool(self._held))
         for name, (moved, requeued) in self.store.reclaim_dead(
             me=self.name, is_dead=self._process_gone
         ).items():
+            self.presence.bury(name)
             if moved or requeued:
                 log.warning(
                     "Worker %s is gone: put %d event(s) back on the intake and %d back on the "
@@ -512,6 +585,7 @@ class DeliveryWorker:
         for _ in self._threads:
             self._inbox.put(None)
         try:
+            self.presence.leave()
             if not self._held:
                 self.store.unregister(self.name)
         except redis.RedisError as exc:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from rq import Worker as RQWorker
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
@@ -124,6 +125,7 @@ def test_drill_b_worker_killed_mid_delivery_and_restarted(
     assert held.started > 0
     assert held.scheduled > 0
     assert [f".{first.pid}." in w.name for w in held.workers] == [True]  # still registered
+    assert [w.pid for w in RQWorker.all(connection=setup.connection)] == [first.pid]
     second = setup.start_worker("--concurrency", "20")
     # RQ alone would wait for the jobs' timeout, and for the dead worker's scheduler lock to
     # expire before promoting its scheduled retries; the issue allows two minutes, which
@@ -135,6 +137,8 @@ def test_drill_b_worker_killed_mid_delivery_and_restarted(
         f"drill b: the dead worker's events were back on the queue {recovered:.1f} s "
         "after the restart"
     )
+    # RQ's tools (rq info) no longer list the dead worker, only its successor.
+    assert [w.pid for w in RQWorker.all(connection=setup.connection)] == [second.pid]
     setup.wait_until(setup.settled, 60, "every event settled")
     assert second.stop() == 0
     report = account(setup, emulator)

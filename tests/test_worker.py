@@ -13,12 +13,13 @@ import pytest
 from click.testing import Result
 from flask import Flask
 from rq import Queue
+from rq import Worker as RQWorker
 from rq.serializers import JSONSerializer
 
 from flask_intercom_events import IntercomEvents
 from flask_intercom_events.sandbox import Sandbox
 
-from .workers import TOKEN, Deployment, make_deployments
+from .workers import QUEUE, TOKEN, Deployment, make_deployments
 
 Make = Callable[..., Deployment]
 
@@ -55,6 +56,30 @@ def test_delivers_what_the_app_tracked(
     assert found.counters["delivered"] == 30
     assert found.workers == []  # unregistered on the way out
     assert TOKEN not in worker.log()
+
+
+def test_rq_tools_see_the_worker_busy_then_idle_then_gone(
+    redis_url: str, emulator: Sandbox, deployments: Make
+) -> None:
+    emulator.configure(latency=1.5)
+    setup = deployments(redis_url, emulator.url)
+    queue = Queue(QUEUE, connection=setup.connection)
+
+    def seen() -> list[tuple[int | None, str, int]]:
+        """What ``rq info`` lists for the queue: pid, state, delivered count."""
+        return [
+            (found.pid, found.get_state(), found.successful_job_count)
+            for found in RQWorker.all(queue=queue)
+        ]
+
+    worker = setup.start_worker("--concurrency", "4")
+    setup.wait_until(lambda: seen() == [(worker.pid, "idle", 0)], 15, "RQ sees it idle")
+    setup.track(3)
+    setup.wait_until(lambda: seen() == [(worker.pid, "busy", 0)], 15, "RQ sees it busy")
+    setup.wait_until(lambda: seen() == [(worker.pid, "idle", 3)], 15, "idle, 3 delivered")
+    assert worker.stop() == 0
+    assert seen() == []
+    assert RQWorker.all(connection=setup.connection) == []
 
 
 def test_burst_exits_once_everything_is_delivered(
