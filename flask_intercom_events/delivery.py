@@ -72,6 +72,20 @@ end
 return #items
 """
 
+# Every count at one instant: events move intake -> moving list -> queue -> started ->
+# (settled) in atomic steps, so counts read in several round trips could miss a batch in
+# motion and say "nothing pending" while it waits.
+# KEYS: intake, queue, started, scheduled, failed, stats, workers. ARGV: moving-key prefix.
+_COUNTS = r"""
+local moving = 0
+for _, worker in ipairs(redis.call('SMEMBERS', KEYS[7])) do
+  moving = moving + redis.call('LLEN', ARGV[1] .. worker)
+end
+return {redis.call('LLEN', KEYS[1]), moving, redis.call('LLEN', KEYS[2]),
+        redis.call('ZCARD', KEYS[3]), redis.call('ZCARD', KEYS[4]),
+        redis.call('ZCARD', KEYS[5]), redis.call('HGETALL', KEYS[6])}
+"""
+
 # KEYS: queue, started registry, budget. ARGV: most to claim, worker, started score,
 # job key prefix, started status, ISO time, allowance, window.
 _CLAIM = (
@@ -270,6 +284,7 @@ class DeliveryQueue:
         self._release = connection.register_script(_RELEASE)
         self._reclaim = connection.register_script(_RECLAIM)
         self._requeue = connection.register_script(_REQUEUE)
+        self._counts = connection.register_script(_COUNTS)
 
     def __repr__(self) -> str:
         return f"DeliveryQueue({self.name!r})"
@@ -570,22 +585,21 @@ class DeliveryQueue:
         return status.waiting + status.started + status.scheduled
 
     def status(self, *, with_reasons: bool = True) -> QueueStatus:
-        """Where every event of this queue is (reads only; changes nothing)."""
-        with self.connection.pipeline(transaction=False) as pipe:
-            pipe.llen(self.intake_key)
-            pipe.llen(self.queue.key)
-            pipe.zcard(self.started.key)
-            pipe.zcard(self.scheduled.key)
-            pipe.zcard(self.failed.key)
-            pipe.hgetall(self.stats_key)
-            intake, queued, started, scheduled, failed, raw_counters = pipe.execute()
+        """Where every event of this queue is (reads only; changes nothing). The counts are
+        of one instant; the workers, reasons and next retry are read after them."""
+        keys = [
+            self.intake_key,
+            self.queue.key,
+            self.started.key,
+            self.scheduled.key,
+            self.failed.key,
+            self.stats_key,
+            self.workers_key,
+        ]
+        counts = self._counts(keys=keys, args=[self.moving_key("")])
+        intake, moving, queued, started, scheduled, failed, flat = counts
+        raw_counters = dict(zip(flat[::2], flat[1::2], strict=True))
         workers = self.workers()
-        moving = 0
-        if workers:
-            with self.connection.pipeline(transaction=False) as pipe:
-                for info in workers:
-                    pipe.llen(self.moving_key(info.name))
-                moving = sum(pipe.execute())
         return QueueStatus(
             intake=intake,
             moving=moving,

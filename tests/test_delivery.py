@@ -4,6 +4,7 @@ through RQ's own classes to show the registries tell the truth."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any
 
@@ -302,6 +303,36 @@ def test_status_counts_every_place_an_event_can_be(
     assert found.next_retry_in == pytest.approx(5, abs=1)
     assert [(w.name, w.alive) for w in found.workers] == [("gone", False)]
     assert store.pending() == 8
+
+
+def test_status_counts_events_in_motion_once(
+    connection: redis.Redis, store: DeliveryQueue, redis_url: str
+) -> None:
+    """While a worker moves events intake -> moving list -> queue -> started, every reading
+    counts each one once: ``settled()`` and ``flask intercom status`` never see "nothing
+    pending" while a batch is between two places."""
+    store.heartbeat(WORKER, {}, 60, [], 600)
+    mover = DeliveryQueue(redis.Redis.from_url(redis_url), QUEUE, failure_ttl=3600)
+    budget = RateBudget(mover.connection, "token", allowance=100_000, window=60)
+    readings: set[int] = set()
+    for round_ in range(20):
+        track(connection, store, 30, first=30 * round_)
+        done = threading.Event()
+
+        def move(done: threading.Event) -> None:
+            while mover.collect(WORKER, 10):  # three moves, each in two steps
+                pass
+            mover.claim(WORKER, 30, budget, lease=600)
+            done.set()
+
+        thread = threading.Thread(target=move, args=(done,))
+        thread.start()
+        while not done.is_set():
+            readings.add(store.pending())
+        thread.join()
+        readings.add(store.pending())
+        assert readings == {30 * (round_ + 1)}, f"round {round_}"
+        readings.clear()
 
 
 @pytest.mark.parametrize(
