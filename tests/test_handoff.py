@@ -29,6 +29,10 @@ KEY = intake_key("intercom-events")
 
 
 def build_app(tmp_path: Path, redis_url: str, **config: Any) -> Flask:
+    """An app delivering through ``redis_url``. Its Redis timeout is 2 s: a stall of a
+    loaded machine must not send an event to the spool where Redis is up (a stopped Redis
+    refuses connections at once, so outages are seen no later)."""
+    config.setdefault("INTERCOM_EVENTS_REDIS_TIMEOUT", 2.0)
     intercom = IntercomEvents()
 
     @intercom.identity_loader
@@ -40,7 +44,6 @@ def build_app(tmp_path: Path, redis_url: str, **config: Any) -> Flask:
         intercom,
         INTERCOM_EVENTS_DELIVERY="rq",
         INTERCOM_EVENTS_REDIS_URL=redis_url,
-        INTERCOM_EVENTS_REDIS_TIMEOUT=0.3,
         **config,
     )
     custom = Namespace().signal("custom")
@@ -147,8 +150,11 @@ def test_redis_outage_views_succeed_events_spool_then_reach_redis(
 
 
 def test_a_hanging_redis_costs_one_timeout_then_the_breaker_spools(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The recovery's first probe would open a connection of its own a quarter second after
+    # the timeout: keep it from probing during the test, whatever the machine's speed.
+    monkeypatch.setattr("flask_intercom_events.intake._PROBE_EVERY", (60.0, 60.0))
     # A server that accepts connections and never answers: the worst kind of outage.
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -168,7 +174,7 @@ def test_a_hanging_redis_costs_one_timeout_then_the_breaker_spools(
     acceptor.start()
     app = None
     try:
-        app = build_app(tmp_path, f"redis://127.0.0.1:{port}/0")
+        app = build_app(tmp_path, f"redis://127.0.0.1:{port}/0", INTERCOM_EVENTS_REDIS_TIMEOUT=0.3)
         client = app.test_client()
         for n in range(5):
             response = client.get(f"/one/{n}")
@@ -179,6 +185,10 @@ def test_a_hanging_redis_costs_one_timeout_then_the_breaker_spools(
         assert state.intake.down
         assert state.intake.spool.count() == 5
         # Only the first request waited for Redis; the breaker sent the rest to the spool.
+        # (The acceptor thread may not have taken that first connection in yet.)
+        deadline = time.monotonic() + 10
+        while not accepted and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert len(accepted) == 1
     finally:
         if app is not None:
@@ -305,6 +315,7 @@ def test_events_tracked_in_a_nested_app_context_or_late_hooks_are_not_lost(
         INTERCOM_ACCESS_TOKEN="test-token",
         INTERCOM_EVENTS_DELIVERY="rq",
         INTERCOM_EVENTS_REDIS_URL=redis_url,
+        INTERCOM_EVENTS_REDIS_TIMEOUT=2.0,  # Redis is up: a slow moment must not spool
     )
 
     # Registered before init_app, so Flask runs them after the extension's own hooks.

@@ -242,7 +242,7 @@ def test_stop_does_not_wait_for_stalled_requests() -> None:
 
     sandbox.stop()
 
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 8  # far from the 60-s stall
     sender.join(5)
     assert len(failures) == 1
     assert isinstance(failures[0], requests.ConnectionError)

@@ -17,6 +17,7 @@ from rq import Worker as RQWorker
 from rq.serializers import JSONSerializer
 
 from flask_intercom_events import IntercomEvents
+from flask_intercom_events.ratelimit import budget_key
 from flask_intercom_events.sandbox import Sandbox
 
 from .workers import QUEUE, TOKEN, Deployment, make_deployments
@@ -117,8 +118,10 @@ def test_sigterm_finishes_the_requests_in_flight_and_leaves_the_rest_queued(
 def test_a_second_signal_stops_at_once_and_puts_everything_back(
     redis_url: str, emulator: Sandbox, deployments: Make
 ) -> None:
-    emulator.configure(latency=5)
-    setup = deployments(redis_url, emulator.url)
+    # Answers take 12 s and the read timeout is longer still: a worker that waited for the
+    # requests in flight would take over 11 s to stop, one that does not a fraction of one.
+    emulator.configure(latency=12)
+    setup = deployments(redis_url, emulator.url, INTERCOM_API_TIMEOUT=[3.05, 30])
     setup.track(6)
     worker = setup.start_worker("--concurrency", "3")
     setup.wait_until(lambda: setup.status().started == 3, 15, "3 requests in flight")
@@ -126,8 +129,8 @@ def test_a_second_signal_stops_at_once_and_puts_everything_back(
     time.sleep(0.3)
     worker.signal(signal.SIGTERM)
     started = time.monotonic()
-    assert worker.wait(10) == 0
-    assert time.monotonic() - started < 4  # did not wait out the 5-s answers
+    assert worker.wait(20) == 0
+    assert time.monotonic() - started < 8  # did not wait out the 12-s answers
     found = setup.status()
     assert (found.started, found.waiting) == (0, 6)
     assert "Stopping now" in worker.log()
@@ -147,8 +150,15 @@ def test_the_rate_limit_is_shared_by_every_worker(
     setup = deployments(
         redis_url, emulator.url, INTERCOM_EVENTS_RATE_LIMIT=300, INTERCOM_EVENTS_RATE_WINDOW=2
     )
-    setup.track(30)
     workers = [setup.start_worker("--concurrency", "8") for _ in range(2)]
+    # Both in their loop (registered, their signal handlers installed), waiting for events:
+    # neither can deliver everything before the other starts, and SIGTERM stops both cleanly.
+    setup.wait_until(lambda: len(setup.store.workers()) == 2, 30, "both workers up")
+    # The windows (the budget's in Redis and the emulator's) are aligned to multiples of 2 s:
+    # track just after one begins, so that each window's calls are granted at its start,
+    # far from its end, and none reaches the emulator in the next window.
+    time.sleep(2 - time.time() % 2 + 0.05)
+    setup.track(30)
     setup.wait_until(setup.settled, 30, "every event settled")
     for worker in workers:
         assert worker.stop() == 0
@@ -165,20 +175,28 @@ def test_the_rate_limit_is_shared_by_every_worker(
 def test_a_429_makes_every_worker_wait_for_the_reset(
     redis_url: str, emulator: Sandbox, deployments: Make
 ) -> None:
-    emulator.configure(rate_window=2.0)
+    window = 4  # long enough for the check below to see sends tried before the reset
+    emulator.configure(rate_window=float(window))
     emulator.script("429")
-    setup = deployments(redis_url, emulator.url, INTERCOM_EVENTS_RATE_WINDOW=2)
-    setup.track(1)
+    setup = deployments(redis_url, emulator.url, INTERCOM_EVENTS_RATE_WINDOW=window)
     worker = setup.start_worker("--concurrency", "2")
-    emulator.wait_for(lambda: emulator.stats.rate_limited == 1, 15)
+    setup.wait_until(lambda: len(setup.store.workers()) == 1, 30, "the worker up")
+    # The 429 comes just after a window began (windows are aligned to multiples of 4 s):
+    # nearly the whole window is left to try sending in.
+    time.sleep(window - time.time() % window + 0.05)
+    setup.track(1)
+    assert emulator.wait_for(lambda: emulator.stats.rate_limited == 1, 15)
     throttled_at = emulator.requests[0].received_at
-    # Once the worker has taken the 429 in (the event is scheduled for after the reset),
-    # nothing is sent before the reset.
-    setup.wait_until(lambda: setup.status().scheduled == 1, 10, "the 429 recorded")
+    reset = (int(throttled_at // window) + 1) * window
+    # Once the worker has taken the 429 in (the event scheduled for after the reset, then
+    # every worker blocked until it), nothing is sent before the reset. The block stays
+    # recorded in the budget, unlike the retry, which is scheduled only until the reset.
+    key = budget_key(TOKEN)
+    setup.wait_until(lambda: setup.connection.hexists(key, "blocked"), 10, "the 429 recorded")
+    assert float(setup.connection.hget(key, "blocked") or 0) >= reset
     setup.track(5)
-    emulator.wait_for_events(6, timeout=20)
+    emulator.wait_for_events(6, timeout=30)
     worker.stop()
-    reset = (int(throttled_at // 2) + 1) * 2
     assert all(r.received_at >= reset for r in emulator.requests[1:])
     assert emulator.stats.rate_limited == 1
 

@@ -104,6 +104,9 @@ class Deployment:
             "INTERCOM_ACCESS_TOKEN": TOKEN,
             "INTERCOM_API_BASE_URL": api_url,
             "INTERCOM_EVENTS_REDIS_URL": redis_url,
+            # The app's hand-off to Redis: a slow moment of a loaded machine must not send
+            # events to the spool while Redis is up (a stopped Redis refuses at once).
+            "INTERCOM_EVENTS_REDIS_TIMEOUT": 2.0,
             "INTERCOM_EVENTS_RETRY_DELAY": 0.05,
             "INTERCOM_EVENTS_RETRY_MAX_DELAY": 0.5,
             **config,
