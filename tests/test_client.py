@@ -43,6 +43,8 @@ from flask_intercom_events.errors import (
 from flask_intercom_events.events import Event, Identity, Money
 from flask_intercom_events.sandbox import Sandbox
 
+from .clocks import pin_mid_window
+
 TOKEN = "dG9rOnNlY3JldC10b2tlbi1mb3ItdGVzdHM="
 # Nothing listens on the discard port: a call that reached the network would fail with a
 # NetworkError, so an InvalidEventError proves the arguments were refused before any request.
@@ -301,15 +303,6 @@ def test_parse_rate_limit(headers: dict[str, str], expected: RateLimitInfo) -> N
 
 EMULATOR_TOKEN = "test-token"
 NOW = int(time.time())
-
-
-def pin_mid_window(emulator: Sandbox) -> int:
-    """Stop the emulator's clock in the middle of the current 10-s rate window (windows are
-    aligned to multiples of 10 s), so that every call counts in that one window however
-    slow the machine; returns the window's ``X-RateLimit-Reset`` (Unix seconds)."""
-    start = int(time.time()) // 10 * 10
-    emulator.clock = lambda: start + 5.0
-    return start + 10
 
 
 def event(

@@ -18,6 +18,8 @@ import requests
 
 from flask_intercom_events.sandbox import Sandbox
 
+from .clocks import Clock, pin_mid_window
+
 TOKEN = "test-token"
 NOW = int(time.time()) - 60
 DAY = 24 * 3600
@@ -494,25 +496,6 @@ def test_new_event_name_past_the_limit_is_refused_with_422(emulator: Sandbox) ->
 
 
 # -- rate limit ------------------------------------------------------------------------------
-
-
-class Clock:
-    """A settable clock for exact rate windows."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def pin_mid_window(sandbox: Sandbox) -> int:
-    """Stop ``sandbox``'s clock in the middle of the current 10-s rate window (windows are
-    aligned to multiples of 10 s), so that every call counts in that one window however
-    slow the machine; returns the window's ``X-RateLimit-Reset``."""
-    start = int(time.time()) // 10 * 10
-    sandbox.clock = Clock(start + 5.0)
-    return start + 10
 
 
 def test_rate_limit_headers_429_and_refill_at_reset() -> None:
