@@ -1,25 +1,53 @@
-"""Reading and checking the extension's configuration keys, once, in ``init_app``."""
+"""Reading and checking the extension's configuration keys, once, in ``init_app``.
+
+Pure: no I/O and no HTTP library. The client's own argument checks (token, base URL, version,
+timeouts, pool size) live here too, so a bad key and a bad constructor argument are refused by
+the same rule with the same sentence.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from .client import (
-    DEFAULT_API_VERSION,
-    DEFAULT_BASE_URL,
-    DEFAULT_TIMEOUT,
-    check_base_url,
-    check_token,
-)
 from .errors import ConfigurationError
 
-__all__ = ["DELIVERY_MODES", "Settings"]
+__all__ = [
+    "AU_BASE_URL",
+    "DEFAULT_API_VERSION",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_POOL_SIZE",
+    "DEFAULT_TIMEOUT",
+    "DELIVERY_MODES",
+    "EU_BASE_URL",
+    "US_BASE_URL",
+    "Settings",
+    "check_api_version",
+    "check_base_url",
+    "check_pool_size",
+    "check_timeout",
+    "check_token",
+]
+
+#: Intercom's default host; it routes each workspace to its region.
+US_BASE_URL = "https://api.intercom.io"
+#: The host of workspaces hosted in Europe.
+EU_BASE_URL = "https://api.eu.intercom.io"
+#: The host of workspaces hosted in Australia.
+AU_BASE_URL = "https://api.au.intercom.io"
+DEFAULT_BASE_URL = US_BASE_URL
+DEFAULT_API_VERSION = "2.11"
+#: ``(connect, read)`` seconds. Short on purpose: a worker retries, a hung call only blocks.
+DEFAULT_TIMEOUT: tuple[float, float] = (3.05, 10.0)
+#: Connections kept per host; at least the number of requests a process has in flight.
+DEFAULT_POOL_SIZE = 32
 
 DELIVERY_MODES = ("rq", "eager", "disabled")
 
@@ -35,6 +63,11 @@ DEFAULT_NOT_FOUND_RETRIES = (60.0, 300.0, 900.0)
 DEFAULT_WORKER_CONCURRENCY = 32
 DEFAULT_WORKER_TTL = 30.0
 DEFAULT_FAILURE_TTL = 365 * 24 * 3600
+
+# Printable ASCII without spaces: what an Intercom token is made of. Anything else is a
+# copy-paste accident, and ``requests`` would echo the header value (the token) in its error.
+_TOKEN_CHARACTERS = re.compile(r"[\x21-\x7e]+")
+_API_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclass(frozen=True)
@@ -233,3 +266,108 @@ def _redis_url(value: object) -> str:
         # The value is not echoed: a Redis URL may hold a password.
         raise ConfigurationError(f"{key} must be a redis://, rediss:// or unix:// URL")
     return value
+
+
+# --- the client's arguments ------------------------------------------------------------------
+
+
+def check_token(token: object) -> str:
+    """The access token, stripped; :class:`ConfigurationError` if it cannot be one."""
+    if not isinstance(token, str):
+        raise ConfigurationError(
+            f"INTERCOM_ACCESS_TOKEN (access_token) must be a string, got {type(token).__name__}"
+        )
+    token = token.strip()  # a trailing newline from a secrets file is common and harmless
+    if not token:
+        raise ConfigurationError(
+            "INTERCOM_ACCESS_TOKEN (access_token) is empty: set it to your Intercom app's "
+            "access token (Developer Hub > your app > Authentication)"
+        )
+    if not _TOKEN_CHARACTERS.fullmatch(token):
+        raise ConfigurationError(
+            "INTERCOM_ACCESS_TOKEN (access_token) contains spaces, control or non-ASCII "
+            "characters, which no Intercom token has: copy it again"
+        )
+    return token
+
+
+def check_base_url(url: object) -> str:
+    """The base URL without a trailing slash; :class:`ConfigurationError` unless it is an
+    ``https://`` URL, or ``http://`` on a loopback host, without credentials or query."""
+    setting = "INTERCOM_API_BASE_URL (base_url)"
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigurationError(f"{setting} must be a URL such as {US_BASE_URL!r}, got {url!r}")
+    url = url.strip().rstrip("/")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise ConfigurationError(f"{setting} {url!r} is not a valid URL: {exc}") from None
+    scheme = parts.scheme.lower()
+    host = parts.hostname
+    if scheme not in ("https", "http") or not host:
+        raise ConfigurationError(
+            f"{setting} must be an https:// URL with a host, such as {US_BASE_URL!r}, "
+            f"{EU_BASE_URL!r} or {AU_BASE_URL!r}; got {url!r}"
+        )
+    if parts.username is not None or parts.password is not None:
+        raise ConfigurationError(
+            f"{setting} must not hold credentials (user:password@); the access token goes "
+            "in INTERCOM_ACCESS_TOKEN"
+        )
+    if parts.query or parts.fragment:
+        raise ConfigurationError(f"{setting} must not have a query or fragment; got {url!r}")
+    if scheme == "http" and not _is_loopback(host):
+        raise ConfigurationError(
+            f"{setting} {url!r} uses plain http://, which would send the access token "
+            "unencrypted: use https://. http:// is only allowed on a loopback host "
+            "(127.0.0.0/8, ::1 or localhost), e.g. for the sandbox emulator."
+        )
+    return url
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_api_version(version: object) -> str:
+    """The ``Intercom-Version`` to send; :class:`ConfigurationError` unless it can be one."""
+    if not isinstance(version, str) or not _API_VERSION.fullmatch(version):
+        raise ConfigurationError(
+            "INTERCOM_API_VERSION (api_version) must be an Intercom API version such as "
+            f"{DEFAULT_API_VERSION!r}, got {version!r}"
+        )
+    return version
+
+
+def check_timeout(timeout: object) -> tuple[float, float]:
+    """``(connect, read)`` seconds from a pair or one number for both, each positive."""
+    pair = timeout if isinstance(timeout, tuple) and len(timeout) == 2 else (timeout, timeout)
+    seconds: list[float] = []
+    for value in pair:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value <= 0
+        ):
+            raise ConfigurationError(
+                "timeout must be a positive number of seconds or a (connect, read) pair of "
+                f"them, got {timeout!r}; waiting forever is never an option"
+            )
+        seconds.append(float(value))
+    return seconds[0], seconds[1]
+
+
+def check_pool_size(pool_size: object) -> int:
+    """The connections a client's own pool keeps: a positive integer."""
+    if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+        raise ConfigurationError(
+            f"pool_size must be a positive integer (connections kept open), got {pool_size!r}"
+        )
+    return pool_size
