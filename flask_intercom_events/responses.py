@@ -1,26 +1,30 @@
 """Reading what Intercom answered: headers, error bodies, origins. Pure: no I/O, no ``requests``.
 
-:mod:`.transport` turns one HTTP exchange into an :class:`Answer`; the client turns an answer
-that is not a success into an :class:`~flask_intercom_events.errors.IntercomAPIError` with
-:func:`error_from_answer`.
+:mod:`.transport` turns one HTTP exchange into an :class:`Answer`, the access token already
+taken out of its body, reason and headers by a :class:`Redactor` (an upstream may echo the
+request's headers back); the client turns an answer that is not a success into an
+:class:`~flask_intercom_events.errors.IntercomAPIError` with :func:`error_from_answer`, whose
+every text also goes through :func:`redact_credentials`.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, NoReturn
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, quote_plus, urljoin, urlsplit
 
 from .errors import (
     AuthenticationError,
     BadRequestError,
     ConflictError,
+    ErrorDetail,
     IntercomAPIError,
     NotFoundError,
     RateLimitedError,
@@ -32,7 +36,9 @@ from .errors import (
 )
 
 __all__ = [
+    "REDACTED",
     "Answer",
+    "Redactor",
     "error_from_answer",
     "excerpt",
     "next_page_url",
@@ -42,11 +48,18 @@ __all__ = [
     "parse_rate_limit",
     "parse_retry_after",
     "protocol_error",
+    "redact_credentials",
     "short",
 ]
 
 #: Characters of a body or an exception's text kept in an error message.
 BODY_EXCERPT = 200
+#: What stands where a credential was.
+REDACTED = "<redacted>"
+# "Bearer <credential>" as a header, a JSON string or a form would carry it. The credential
+# stops before a quote, a backslash (a JSON escape), a separator or "<" (so a redacted text
+# is left as it is).
+_BEARER = re.compile(r"(?i)\b(bearer)(?:\s+|%20|\+)[^\s\"'\\,;<>&]+")
 
 _ERROR_CLASSES: dict[int, type[IntercomAPIError]] = {
     400: BadRequestError,
@@ -78,6 +91,46 @@ class Answer:
     def ok(self) -> bool:
         """Whether the status is a success (2xx)."""
         return 200 <= self.status < 300
+
+
+class Redactor:
+    """Takes one access token out of what an upstream sent back, in every form it may take
+    there: as is, JSON-escaped (``/`` as ``\\/`` too) and URL-encoded.
+
+    :meth:`text` also replaces any ``Bearer <credential>`` (:func:`redact_credentials`).
+    """
+
+    def __init__(self, token: str) -> None:
+        escaped = json.dumps(token)[1:-1]
+        forms = {
+            token,
+            escaped,
+            escaped.replace("/", "\\/"),
+            quote(token, safe=""),
+            quote_plus(token),
+        }
+        # Longest first, so no form is left half-replaced by a shorter one.
+        self._forms = tuple(sorted(forms, key=len, reverse=True))
+
+    def __repr__(self) -> str:
+        return f"Redactor({REDACTED})"
+
+    def text(self, text: str) -> str:
+        """``text`` without the token nor any bearer credential."""
+        for form in self._forms:
+            text = text.replace(form, REDACTED)
+        return redact_credentials(text)
+
+    def body(self, body: bytes) -> bytes:
+        """``body`` without the token; the rest of the bytes as they came."""
+        for form in self._forms:
+            body = body.replace(form.encode(), REDACTED.encode())
+        return body
+
+
+def redact_credentials(text: str) -> str:
+    """``text`` with every ``Bearer <credential>`` replaced by ``Bearer <redacted>``."""
+    return _BEARER.sub(lambda match: f"{match.group(1)} {REDACTED}", text)
 
 
 def parse_rate_limit(headers: Mapping[str, str]) -> RateLimitInfo:
@@ -140,18 +193,32 @@ def parse_http_date(value: str | None) -> float | None:
 
 def error_from_answer(answer: Answer, method: str, path: str) -> IntercomAPIError:
     """The :class:`~flask_intercom_events.errors.IntercomAPIError` subclass of a failed answer,
-    with the first ``error.list`` entry as code and message (else the body's excerpt)."""
+    with the first ``error.list`` entry as code and message (else the body's excerpt).
+
+    Every text taken from the answer (message, code, field, ``request_id``, excerpt) has its
+    bearer credentials redacted, as the error may be logged, printed or stored in Redis.
+    """
     status = answer.status
-    request_id, details = parse_error_list(_json_or_none(answer.body))
+    request_id, listed = parse_error_list(_json_or_none(answer.body))
     if request_id is None:
         request_id = answer.headers.get("X-Request-Id") or None
+    if request_id is not None:
+        request_id = redact_credentials(request_id)
+    details = [
+        ErrorDetail(
+            code=redact_credentials(detail.code),
+            message=redact_credentials(detail.message),
+            field=None if detail.field is None else redact_credentials(detail.field),
+        )
+        for detail in listed
+    ]
     if details:
         first = details[0]
         code: str | None = first.code or None
         message = first.message or first.code or f"HTTP {status}"
     else:
         code = None
-        message = f"{answer.reason or 'error'}; body: {excerpt(answer)}"
+        message = f"{redact_credentials(answer.reason) or 'error'}; body: {excerpt(answer)}"
     error_class = _ERROR_CLASSES.get(status)
     if error_class is None:
         error_class = ServerError if 500 <= status < 600 else IntercomAPIError
@@ -172,8 +239,8 @@ def excerpt(answer: Answer) -> str:
     """A short, single-line view of a body that could not be used."""
     if not answer.body:
         return "(empty)"
-    text = answer.body.decode("utf-8", errors="replace")
-    kind = answer.headers.get("Content-Type", "no Content-Type")
+    text = redact_credentials(answer.body.decode("utf-8", errors="replace"))
+    kind = redact_credentials(answer.headers.get("Content-Type", "no Content-Type"))
     return f"{short(text)!r} ({kind})"
 
 

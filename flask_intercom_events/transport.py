@@ -13,9 +13,11 @@ from __future__ import annotations
 import logging
 import os
 import time
+import traceback
 from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _package_version
+from typing import TypeVar
 
 import requests
 import requests.adapters
@@ -24,9 +26,11 @@ import requests.utils
 import urllib3.exceptions
 
 from .errors import ConfigurationError, NetworkError, NetworkTimeoutError
-from .responses import Answer, origin_of, origin_text, short
+from .responses import Answer, Redactor, origin_of, origin_text, short
 
-__all__ = ["USER_AGENT", "Transport"]
+__all__ = ["USER_AGENT", "Transport", "forget_frames", "scrubbed"]
+
+E = TypeVar("E", bound=BaseException)
 
 logger = logging.getLogger("flask_intercom_events.client")
 
@@ -68,6 +72,7 @@ class Transport:
         pool_size: int,
     ) -> None:
         self._auth = _BearerAuth(access_token)
+        self._redactor = Redactor(access_token)
         self._origin = origin_text(origin_of(base_url))
         self._timeout = timeout
         if session is None:
@@ -104,53 +109,107 @@ class Transport:
         ``path`` names the call in logs and errors (never the query: it can hold an email).
         """
         started = time.perf_counter()
+        problem: requests.RequestException | None = None
         try:
-            response = self.session.request(
-                method,
-                url,
-                params=params,
-                data=data,
-                headers=dict(headers),
-                auth=self._auth,
-                timeout=self._timeout,
-                allow_redirects=False,
-            )
-            # Read the body here, under the timeout, so a stall mid-body is a timeout too.
-            body = response.content
+            answer = self._receive(method, url, headers, params=params, data=data, started=started)
         except requests.RequestException as exc:
-            elapsed = time.perf_counter() - started
+            problem = exc
+        if problem is None:
             logger.debug(
-                "%s %s -> no response (%s) in %.1f ms",
-                method,
-                path,
-                type(exc).__name__,
-                elapsed * 1000,
+                "%s %s -> %d in %.1f ms", method, path, answer.status, answer.elapsed * 1000
             )
-            if _is_timeout(exc):
-                connect, read = self._timeout
-                error: NetworkError = NetworkTimeoutError(
-                    f"no answer from {self._origin} within the timeout ({connect:g} s to "
-                    f"connect, {read:g} s to read): {short(str(exc))}",
-                    method=method,
-                    path=path,
-                )
-            else:
-                error = NetworkError(
-                    f"no usable answer from {self._origin} ({type(exc).__name__}): "
-                    f"{short(str(exc))}",
-                    method=method,
-                    path=path,
-                )
-            raise error from scrubbed(exc)
-        elapsed = time.perf_counter() - started
-        logger.debug("%s %s -> %d in %.1f ms", method, path, response.status_code, elapsed * 1000)
+            return answer
+        # Raised here, after the except block: this frame keeps no exception of requests in a
+        # local, and the chained one keeps no frame's locals (urllib3's hold the headers).
+        raise self._failure(forget_frames(problem), method, path, started) from problem
+
+    def _receive(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        *,
+        params: Mapping[str, str] | None,
+        data: bytes | None,
+        started: float,
+    ) -> Answer:
+        # The only frame that holds the response (and, through it, the request's headers):
+        # it returns an Answer, or its locals are cleared with the exception's traceback.
+        response = self.session.request(
+            method,
+            url,
+            params=params,
+            data=data,
+            headers=dict(headers),
+            auth=self._auth,
+            timeout=self._timeout,
+            allow_redirects=False,
+        )
+        # Read the body here, under the timeout, so a stall mid-body is a timeout too.
+        body = response.content
+        # An upstream may echo the request's headers: the token goes no further than here.
+        redact = self._redactor.text
         return Answer(
             status=response.status_code,
-            reason=response.reason or "",
-            headers=requests.structures.CaseInsensitiveDict(response.headers),
-            body=body,
-            elapsed=elapsed,
+            reason=redact(response.reason or ""),
+            headers=requests.structures.CaseInsensitiveDict(
+                {name: redact(value) for name, value in response.headers.items()}
+            ),
+            body=self._redactor.body(body),
+            elapsed=time.perf_counter() - started,
         )
+
+    def _failure(
+        self, exc: requests.RequestException, method: str, path: str, started: float
+    ) -> NetworkError:
+        logger.debug(
+            "%s %s -> no response (%s) in %.1f ms",
+            method,
+            path,
+            type(exc).__name__,
+            (time.perf_counter() - started) * 1000,
+        )
+        said = short(self._redactor.text(str(exc)))
+        if _is_timeout(exc):
+            connect, read = self._timeout
+            return NetworkTimeoutError(
+                f"no answer from {self._origin} within the timeout ({connect:g} s to "
+                f"connect, {read:g} s to read): {said}",
+                method=method,
+                path=path,
+            )
+        return NetworkError(
+            f"no usable answer from {self._origin} ({type(exc).__name__}): {said}",
+            method=method,
+            path=path,
+        )
+
+
+def forget_frames(exc: E) -> E:
+    """``exc`` with the token out of reach of a crash reporter that records frames' locals.
+
+    urllib3 and http.client keep the request's headers in their frames' locals, and
+    ``requests`` in the request objects its exceptions keep: for ``exc`` and every exception
+    it links to (cause, context, arguments, attributes), the request objects are
+    :func:`scrubbed` and the frames of the traceback cleared (all but the running ones,
+    which :func:`traceback.clear_frames` leaves as they are).
+    """
+    for linked in _linked(exc):
+        scrubbed(linked)
+        traceback.clear_frames(linked.__traceback__)
+    return exc
+
+
+def _linked(exc: BaseException) -> list[BaseException]:
+    found: list[BaseException] = []
+    todo: list[object] = [exc]
+    while todo:
+        item = todo.pop()
+        if not isinstance(item, BaseException) or any(item is seen for seen in found):
+            continue
+        found.append(item)
+        todo += [item.__cause__, item.__context__, *item.args, *vars(item).values()]
+    return found
 
 
 def scrubbed(exc: BaseException) -> BaseException:
