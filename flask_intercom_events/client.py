@@ -63,7 +63,7 @@ from .responses import (
     parse_retry_after,
     protocol_error,
 )
-from .transport import USER_AGENT, Transport
+from .transport import MAX_PAGE_BODY, MAX_POST_BODY, USER_AGENT, Transport
 
 if TYPE_CHECKING:
     import requests
@@ -186,6 +186,12 @@ class IntercomClient:
     def timeout(self) -> tuple[float, float]:
         """``(connect, read)`` timeout of every request, in seconds."""
         return self._timeout
+
+    @property
+    def deadline(self) -> float:
+        """Seconds a call may take in all, however its answer trickles in: the connect and
+        read timeouts and a second more."""
+        return self._transport.deadline
 
     @property
     def session(self) -> requests.Session:
@@ -331,7 +337,15 @@ class IntercomClient:
         }
         if data is not None:
             headers["Content-Type"] = "application/json"
-        answer = self._transport.exchange(method, url, path, headers, params=params, data=data)
+        answer = self._transport.exchange(
+            method,
+            url,
+            path,
+            headers,
+            params=params,
+            data=data,
+            max_body=MAX_PAGE_BODY if data is None else MAX_POST_BODY,
+        )
         if not answer.ok:
             raise error_from_answer(answer, method, path)
         return answer

@@ -75,10 +75,11 @@ _ERROR_CLASSES: dict[int, type[IntercomAPIError]] = {
 
 @dataclass(frozen=True)
 class Answer:
-    """One HTTP answer, read whole: status line, headers and body.
+    """One HTTP answer: status line, headers and body.
 
     ``headers`` looks names up case-insensitively. ``elapsed`` is the seconds the exchange
-    took.
+    took. ``cut_at`` is ``0`` for a body read whole, else the bytes read of a longer one
+    (``body`` holds those, or nothing when the announced length was already too long).
     """
 
     status: int
@@ -86,6 +87,7 @@ class Answer:
     headers: Mapping[str, str] = field(repr=False)
     body: bytes = field(repr=False)
     elapsed: float = 0.0
+    cut_at: int = 0
 
     @property
     def ok(self) -> bool:
@@ -237,11 +239,12 @@ def error_from_answer(answer: Answer, method: str, path: str) -> IntercomAPIErro
 
 def excerpt(answer: Answer) -> str:
     """A short, single-line view of a body that could not be used."""
+    cut = f"; larger than {answer.cut_at // 1024:,} KiB, the rest not read" if answer.cut_at else ""
     if not answer.body:
-        return "(empty)"
+        return f"(empty{cut})"
     text = redact_credentials(answer.body.decode("utf-8", errors="replace"))
     kind = redact_credentials(answer.headers.get("Content-Type", "no Content-Type"))
-    return f"{short(text)!r} ({kind})"
+    return f"{short(text)!r} ({kind}{cut})"
 
 
 def short(text: str) -> str:

@@ -46,6 +46,8 @@ class Peer:
     sock: socket.socket
     stopping: threading.Event
     sent: int = 0
+    trickled: int = 0
+    """Bytes sent by :meth:`trickle`."""
     gone: threading.Event = field(default_factory=threading.Event)
     """Set when the client closed or reset the connection (a send failed or EOF was read)."""
 
@@ -64,10 +66,16 @@ class Peer:
         for index in range(len(data)):
             if self.stopping.wait(every) or not self.send(data[index : index + 1]):
                 return False
+            self.trickled += 1
         return True
 
     def stream(self, total: int | None, chunk: bytes = b"x" * 16384) -> bool:
-        """Send ``chunk`` again and again: ``total`` bytes, or until the client goes (``None``)."""
+        """Send ``chunk`` again and again: ``total`` bytes, or until the client goes (``None``).
+
+        The socket's send buffer is made small first, so :attr:`sent` is close to what the
+        client read (plus what its own receive buffer took).
+        """
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
         while total is None or self.sent < total:
             if self.stopping.is_set():
                 return False
