@@ -362,6 +362,12 @@ def _silent(peer: Peer, request: Received) -> bool:
     return False
 
 
+def _trickling(peer: Peer, request: Received) -> bool:
+    peer.send(b"HTTP/1.1 500 X\r\nContent-Length: 100\r\n\r\n")
+    peer.trickle(b"{" * 100, 0.2)  # each byte within the read timeout, until the deadline
+    return False
+
+
 def _failing(peer: Peer, request: Received) -> bool:
     peer.send(response(500, b'{"type": "error.list", "errors": [{"code": "x", "message": "y"}]}'))
     return True
@@ -372,10 +378,11 @@ def _failing(peer: Peer, request: Received) -> bool:
     [
         (_dropping, NetworkError),
         (_silent, NetworkTimeoutError),
+        (_trickling, NetworkTimeoutError),
         (_failing, ServerError),
         (None, NetworkError),  # connection refused
     ],
-    ids=["dropped", "read-timeout", "http-500", "refused"],
+    ids=["dropped", "read-timeout", "deadline-mid-body", "http-500", "refused"],
 )
 def test_no_frame_a_crash_reporter_records_holds_the_token(
     answer: Any, expected: type[IntercomAPIError], caplog: pytest.LogCaptureFixture
@@ -397,7 +404,7 @@ def test_no_frame_a_crash_reporter_records_holds_the_token(
             server.stop()
     error = caught.value
     assert type(error) is expected
-    if answer is not _failing:
+    if answer not in (_failing, _trickling):
         assert error.__cause__ is not None
     assert found_in_frames(error) == []
     assert leaks(caplog.text) == []
