@@ -7,7 +7,18 @@ from __future__ import annotations
 
 from .errors import InvalidEventError
 
-__all__ = ["check_identifier", "list_events_query"]
+__all__ = [
+    "CONTACT_ROLES",
+    "MAX_IDENTIFIER_LENGTH",
+    "check_identifier",
+    "contact_body",
+    "list_events_query",
+]
+
+#: The roles ``POST /contacts`` creates.
+CONTACT_ROLES = ("user", "lead")
+#: The longest ``external_id`` or ``email`` taken, in characters.
+MAX_IDENTIFIER_LENGTH = 255
 
 
 def check_identifier(name: str, value: object) -> str:
@@ -57,3 +68,54 @@ def list_events_query(
             )
         params["per_page"] = str(per_page)
     return params
+
+
+def contact_body(*, role: object, external_id: object, email: object) -> dict[str, str]:
+    """The body of ``POST /contacts`` for :meth:`~.client.IntercomClient.create_contact`:
+    ``role`` ``"user"`` or ``"lead"``, and at least one of ``external_id`` and ``email``, each
+    a non-blank string without surrounding whitespace, at most 255 characters of valid UTF-8.
+    """
+    if not isinstance(role, str) or role not in CONTACT_ROLES:
+        raise InvalidEventError(f"role must be 'user' or 'lead', got {role!r}", field="role")
+    body = {"role": role}
+    for name, value in (("external_id", external_id), ("email", email)):
+        if value is not None:
+            body[name] = _contact_string(name, value)
+    if len(body) == 1:
+        raise InvalidEventError(
+            "create_contact needs at least one of external_id or email (got neither)",
+            field="identity",
+        )
+    address = body.get("email")
+    if address is not None:
+        local, at, domain = address.rpartition("@")
+        if not at or not local or not domain:
+            raise InvalidEventError(f"email {address!r} is not an email address", field="email")
+    return body
+
+
+def _contact_string(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        hint = f"; pass str({value!r})" if isinstance(value, int) else ""
+        raise InvalidEventError(
+            f"{name} must be a string, got {type(value).__name__}{hint}", field=name
+        )
+    if not value.strip():
+        raise InvalidEventError(f"{name} must not be empty or blank", field=name)
+    if value != value.strip():
+        raise InvalidEventError(
+            f"{name} {value!r} has leading or trailing whitespace; strip it", field=name
+        )
+    if len(value) > MAX_IDENTIFIER_LENGTH:
+        raise InvalidEventError(
+            f"{name} is {len(value)} characters long; Intercom takes at most "
+            f"{MAX_IDENTIFIER_LENGTH}",
+            field=name,
+        )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidEventError(
+            f"{name} {value!r} is not valid UTF-8 (it holds a lone surrogate)", field=name
+        ) from None
+    return value

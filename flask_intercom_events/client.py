@@ -1,26 +1,22 @@
-"""The client of Intercom's Data Events API: one :class:`IntercomClient`, one HTTP attempt per call.
+"""The client of Intercom's API: one :class:`IntercomClient`, one HTTP attempt per call.
 
 The client never retries: the worker decides what is worth retrying, from the class of the
-error raised here. Every call sends the bearer token, ``Intercom-Version``,
-``Accept: application/json`` and a ``User-Agent``, with connect and read timeouts; redirects
-are never followed. The wire itself is :mod:`.transport` (with this module, the only one that
-imports ``requests``); reading answers is :mod:`.responses` (pure); the checks of the
-arguments are :mod:`.config`'s, shared with the configuration keys.
+error raised here. The wire is :mod:`.transport` (headers, timeouts, the deadline and byte
+limits of a call, no redirects); reading answers is :mod:`.responses`; the checks of the
+arguments are :mod:`.arguments`' and :mod:`.config`'s (shared with the configuration keys).
 
 Any answer other than success becomes an
 :class:`~flask_intercom_events.errors.IntercomAPIError` subclass chosen by status, carrying the
 first entry of Intercom's ``error.list``, all of its entries, ``request_id``, the
-``X-RateLimit-*`` values and ``Retry-After`` in seconds. No answer at all (connection refused or
-dropped, unreadable body) is a :class:`~flask_intercom_events.errors.NetworkError`, and an
-expired timeout a :class:`~flask_intercom_events.errors.NetworkTimeoutError`.
+``X-RateLimit-*`` values and ``Retry-After`` in seconds. No usable answer (connection refused
+or dropped, a body too large or unreadable) is a
+:class:`~flask_intercom_events.errors.NetworkError`, and an expired timeout or deadline a
+:class:`~flask_intercom_events.errors.NetworkTimeoutError`.
 
-The access token appears in no message, ``repr``, log line or exception text, and the client
-refuses to send it anywhere but the configured origin (``https://``, or ``http://`` on a
-loopback host only).
-
-Forking: a ``requests.Session`` holds open sockets and must not cross a ``fork()``. Make the
-client (or at least its session) in the process that uses it; the worker builds its own per
-process.
+The access token appears in no message, ``repr``, log line or exception, even when an
+upstream echoes it, and is sent only to the configured origin (``https://``, or ``http://``
+on a loopback host). A ``requests.Session`` must not cross a ``fork()``: make the client in
+the process that uses it.
 """
 
 from __future__ import annotations
@@ -31,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from .arguments import check_identifier as _check_identifier
-from .arguments import list_events_query
+from .arguments import contact_body, list_events_query
 from .config import (
     AU_BASE_URL,
     DEFAULT_API_VERSION,
@@ -46,16 +42,11 @@ from .config import (
     check_timeout,
     check_token,
 )
-from .errors import (
-    ConfigurationError,
-    InvalidEventError,
-    NetworkError,
-    RateLimitInfo,
-)
+from .errors import ConfigurationError, InvalidEventError, RateLimitInfo
 from .responses import (
     Answer,
     error_from_answer,
-    excerpt,
+    json_object,
     next_page_url,
     origin_of,
     parse_http_date,
@@ -230,6 +221,24 @@ class IntercomClient:
         payload = event.to_payload()
         return self._post("/events", payload)
 
+    def create_contact(
+        self, *, role: str = "user", external_id: str | None = None, email: str | None = None
+    ) -> dict[str, Any]:
+        """Create a contact: ``POST /contacts`` with ``role`` (``"user"`` or ``"lead"``),
+        ``external_id`` (your id of the user: an event's ``user_id``) and ``email``, at least
+        one of the two; returns Intercom's contact object (``type`` ``"contact"``, ``id``...).
+
+        A contact that already exists is a
+        :class:`~flask_intercom_events.errors.ConflictError` (409, "A contact matching those
+        details already exists with id=..."); other failures raise as for events. Arguments are
+        checked before anything is sent
+        (:class:`~flask_intercom_events.errors.InvalidEventError` naming the argument).
+        """
+        body = contact_body(role=role, external_id=external_id, email=email)
+        path = "/contacts"
+        answer = self._send("POST", self._base_url + path, path, data=_json_body(path, body))
+        return json_object(answer, "POST", path)
+
     def submit_summaries(self, user_id: str, event_summaries: Mapping[str, Any]) -> SendResult:
         """Submit pre-aggregated counts for a user: ``POST /events/summaries``.
 
@@ -299,26 +308,7 @@ class IntercomClient:
 
     def _get_json(self, url: str, params: Mapping[str, str] | None) -> dict[str, Any]:
         path = "/events"  # every page is a page of GET /events; its query names the contact
-        answer = self._send("GET", url, path, params=params)
-        try:
-            body = json.loads(answer.body)
-        except ValueError as exc:  # UnicodeDecodeError is one
-            raise NetworkError(
-                f"Intercom answered {answer.status} with a body that is not JSON: "
-                f"{excerpt(answer)}",
-                status=answer.status,
-                rate_limit=parse_rate_limit(answer.headers),
-                method="GET",
-                path=path,
-            ) from exc
-        if not isinstance(body, dict):
-            raise NetworkError(
-                f"Intercom answered {answer.status} with JSON that is not an object",
-                status=answer.status,
-                method="GET",
-                path=path,
-            )
-        return body
+        return json_object(self._send("GET", url, path, params=params), "GET", path)
 
     def _send(
         self,

@@ -26,6 +26,7 @@ from .errors import (
     ConflictError,
     ErrorDetail,
     IntercomAPIError,
+    NetworkError,
     NotFoundError,
     RateLimitedError,
     RateLimitInfo,
@@ -41,6 +42,7 @@ __all__ = [
     "Redactor",
     "error_from_answer",
     "excerpt",
+    "json_object",
     "next_page_url",
     "origin_of",
     "origin_text",
@@ -235,6 +237,28 @@ def error_from_answer(answer: Answer, method: str, path: str) -> IntercomAPIErro
         method=method,
         path=path,
     )
+
+
+def json_object(answer: Answer, method: str, path: str) -> dict[str, Any]:
+    """The JSON object a successful answer holds; :class:`NetworkError` otherwise."""
+    try:
+        body = json.loads(answer.body)
+    except ValueError as exc:  # UnicodeDecodeError is one
+        raise NetworkError(
+            f"Intercom answered {answer.status} with a body that is not JSON: {excerpt(answer)}",
+            status=answer.status,
+            rate_limit=parse_rate_limit(answer.headers),
+            method=method,
+            path=path,
+        ) from exc
+    if not isinstance(body, dict):
+        raise NetworkError(
+            f"Intercom answered {answer.status} with JSON that is not an object",
+            status=answer.status,
+            method=method,
+            path=path,
+        )
+    return body
 
 
 def excerpt(answer: Answer) -> str:
