@@ -143,6 +143,8 @@ def test_client_cannot_be_pickled() -> None:
         (DEFAULT_TIMEOUT, (3.05, 10.0)),
         ((1, 2), (1.0, 2.0)),
         (0.5, (0.5, 0.5)),
+        ([2, 4], (2.0, 4.0)),
+        (120, (120.0, 120.0)),
     ],
 )
 def test_timeout_accepted(timeout: Any, expected: tuple[float, float]) -> None:
@@ -156,14 +158,15 @@ def test_default_timeout_is_short() -> None:
 
 
 @pytest.mark.parametrize(
-    "timeout", [None, 0, -1, (1, None), (None, 1), (0, 5), float("inf"), (1, 2, 3), "10", True]
+    "timeout",
+    [None, 0, -1, (1, None), (None, 1), (0, 5), float("inf"), (1, 2, 3), "10", True, 121, 1e308],
 )
 def test_timeout_refused(timeout: Any) -> None:
     with pytest.raises(ConfigurationError, match="timeout"):
         IntercomClient(TOKEN, timeout=timeout)
 
 
-@pytest.mark.parametrize("version", ["", "2 11", "2.11\n", None, 2.11])
+@pytest.mark.parametrize("version", ["", "2 11", "2.11\n", None, 2.11, "2.17", "latest"])
 def test_api_version_refused(version: Any) -> None:
     with pytest.raises(ConfigurationError, match="INTERCOM_API_VERSION"):
         IntercomClient(TOKEN, api_version=version)
