@@ -259,7 +259,7 @@ def _read_at_most(response: requests.Response, limit: int, ok: bool) -> tuple[by
     """The body, or its first ``limit`` bytes and ``True`` when it is longer (a success
     announced longer is not read at all: nothing of it would be used)."""
     declared = response.headers.get("Content-Length", "").strip()
-    if ok and declared.isdigit() and int(declared) > limit:
+    if ok and declared.isascii() and declared.isdigit() and int(declared) > limit:
         return b"", True
     chunks: list[bytes] = []
     size = 0
