@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -111,10 +112,12 @@ class HostileServer:
     ``peers`` (one :class:`Peer` per accepted connection).
     """
 
-    def __init__(self, answer: Answer) -> None:
+    def __init__(self, answer: Answer, *, tls: ssl.SSLContext | None = None) -> None:
         self._answer = answer
+        self._tls = tls
         self._listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        scheme = "http" if tls is None else "https"
+        self.url = f"{scheme}://127.0.0.1:{self._listener.getsockname()[1]}"
         self.received: list[Received] = []
         self.peers: list[Peer] = []
         self._stopping = threading.Event()
@@ -164,6 +167,12 @@ class HostileServer:
 
     def _serve(self, peer: Peer) -> None:
         buffer = b""
+        if self._tls is not None:
+            try:
+                peer.sock = self._tls.wrap_socket(peer.sock, server_side=True)
+            except OSError:
+                peer.gone.set()
+                return
         with peer.sock:
             while not self._stopping.is_set():
                 request, buffer = _read_request(peer, buffer)

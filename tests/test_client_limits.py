@@ -8,8 +8,12 @@ to send)."""
 
 from __future__ import annotations
 
+import shutil
+import ssl
+import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -113,6 +117,54 @@ def test_a_trickling_answer_is_cut_at_the_deadline(
     [peer] = server.peers
     assert peer.trickled < TRICKLE / 2
     assert seconds < TRICKLE_SECONDS / 2  # loose: it took 40 s before
+    client.close()
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> Path:
+    """A self-signed certificate for 127.0.0.1 (key and certificate in one file)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not on PATH")
+    pem = tmp_path / "server.pem"
+    subject = ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+    files = ["-keyout", str(pem), "-out", str(pem)]
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            *subject,
+            *files,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return pem
+
+
+@pytest.mark.parametrize(
+    "answer", [trickling_headers, trickling_body(202)], ids=["headers", "body"]
+)
+def test_the_deadline_holds_over_tls(
+    certificate: Path, monkeypatch: pytest.MonkeyPatch, answer: Any
+) -> None:
+    # The watchdog shuts the socket under an ssl.SSLSocket being read by another thread.
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(certificate)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate))
+    with HostileServer(answer, tls=tls) as server:
+        client = IntercomClient(TOKEN, base_url=server.url, timeout=(0.5, 1))
+        error, seconds = timed(lambda: client.create_event(event()))
+        assert type(error) is NetworkTimeoutError
+        assert "within the deadline of 2.5 s" in str(error)
+        assert server.wait_gone(timeout=TRICKLE_SECONDS)
+        assert server.peers[0].trickled < TRICKLE / 2
+    assert seconds < TRICKLE_SECONDS / 2
     client.close()
 
 
