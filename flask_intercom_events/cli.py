@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from datetime import datetime, timezone
 
 import click
 import redis
 from flask import current_app
 from flask.cli import AppGroup
 
-from .extension import state_of
-
-if TYPE_CHECKING:
-    from .delivery import DeliveryQueue
+from .delivery import DeliveryQueue
+from .errors import IntercomAPIError, IntercomEventsError
+from .events import Event, Identity
+from .ratelimit import RateBudget
+from .sandbox.cli import main as sandbox_main
+from .state import make_client, state_of
+from .worker import DeliveryWorker, connect_worker_redis
 
 __all__ = ["intercom_cli"]
 
@@ -64,9 +69,6 @@ def worker(burst: bool, concurrency: int | None, queue_name: str | None) -> None
     first SIGTERM or Ctrl-C finishes the requests in flight and puts the rest back on the
     queue; a second one stops at once.
     """
-    import logging
-
-    from .worker import DeliveryWorker
 
     if not logging.getLogger().handlers:
         logging.basicConfig(
@@ -86,9 +88,6 @@ def worker(burst: bool, concurrency: int | None, queue_name: str | None) -> None
 def status(queue_name: str | None, as_json: bool) -> None:
     """Where every event is: queued, in flight, scheduled for a retry, failed (by reason),
     spooled on this machine; the workers; and the current rate window."""
-    import json
-
-    from .ratelimit import RateBudget
 
     state = state_of(current_app)
     settings = state.settings
@@ -224,11 +223,6 @@ def send(
 
         flask intercom send invited-friend --user-id 42 -m invite_code=ADDAFRIEND
     """
-    import json
-
-    from .errors import IntercomAPIError, IntercomEventsError
-    from .events import Event, Identity
-    from .extension import make_client
 
     settings = state_of(current_app).settings
     metadata: dict[str, object] = {}
@@ -290,11 +284,6 @@ def list_events(
 
     Give exactly one of --user-id, --email or --intercom-user-id. Every page is fetched.
     """
-    import json
-    from datetime import datetime, timezone
-
-    from .errors import IntercomAPIError, IntercomEventsError
-    from .extension import make_client
 
     settings = state_of(current_app).settings
     try:
@@ -346,21 +335,16 @@ def sandbox(args: tuple[str, ...]) -> None:
     It accepts this app's INTERCOM_ACCESS_TOKEN unless --token is given; point
     INTERCOM_API_BASE_URL at the URL it prints to deliver to it instead of Intercom.
     """
-    from .sandbox.cli import main
-
     argv = list(args)
     token = state_of(current_app).settings.access_token
     if token and "--token" not in argv and not any(a.startswith("--token=") for a in argv):
         argv += ["--token", token]
-    raise SystemExit(main(argv, prog="flask intercom sandbox"))
+    raise SystemExit(sandbox_main(argv, prog="flask intercom sandbox"))
 
 
 @contextmanager
 def _delivery_store(queue_name: str | None) -> Iterator[DeliveryQueue]:
     """The app's delivery queue on a fresh connection; a Redis failure becomes a clear error."""
-    from .delivery import DeliveryQueue
-    from .worker import connect_worker_redis
-
     settings = state_of(current_app).settings
     connection = connect_worker_redis(settings.redis_url)
     try:

@@ -45,8 +45,7 @@ from rq.results import Result
 from rq.serializers import JSONSerializer
 
 from .intake import intake_key
-from .job_records import ClaimedJob, JobWriter, read_claimed
-from .jobs import DELIVER
+from .job_records import DELIVER, ClaimedJob, JobWriter, read_claimed
 from .ratelimit import BUDGET_LUA, RateBudget
 
 __all__ = [

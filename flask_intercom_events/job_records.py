@@ -28,9 +28,11 @@ from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from .jobs import DELIVER
+__all__ = ["DELIVER", "ClaimedJob", "JobWriter", "read_claimed"]
 
-__all__ = ["ClaimedJob", "JobWriter", "read_claimed"]
+#: The job function's import path, as RQ stores it in every delivery job (so it never
+#: changes: queued jobs of an older version must still run).
+DELIVER = "flask_intercom_events.jobs.deliver"
 
 log = logging.getLogger("flask_intercom_events.delivery")
 

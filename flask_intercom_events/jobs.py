@@ -20,13 +20,11 @@ from flask import current_app, has_app_context
 from .config import Settings
 from .errors import ConfigurationError
 from .events import Event
-from .extension import make_client, state_of
+from .job_records import DELIVER
 from .signals import event_delivered
+from .state import make_client, state_of
 
 __all__ = ["DELIVER", "client_for", "deliver"]
-
-#: The job function's import path, as RQ stores it in the job.
-DELIVER = "flask_intercom_events.jobs.deliver"
 
 log = logging.getLogger("flask_intercom_events.worker")
 

@@ -50,12 +50,12 @@ from redis.retry import Retry as RedisRetry
 from .delivery import Claim, DeliveryQueue, Failure, Retry, WorkerInfo, new_worker_name
 from .errors import ConfigurationError, IntercomAPIError, RateLimitInfo
 from .events import Event
-from .extension import state_of
-from .job_records import ClaimedJob
-from .jobs import DELIVER, client_for, deliver
+from .job_records import DELIVER, ClaimedJob
+from .jobs import client_for, deliver
 from .ratelimit import RateBudget, seconds_until_reset
 from .retry import Attempts, RetryPolicy, Verdict, classify_error, decide, reason_of
 from .signals import event_failed
+from .state import state_of
 
 __all__ = ["DeliveryWorker", "ForeignJobError", "connect_worker_redis"]
 
