@@ -62,6 +62,9 @@ class Settings:
     worker_concurrency: int = DEFAULT_WORKER_CONCURRENCY
     worker_ttl: float = DEFAULT_WORKER_TTL
     failure_ttl: int = DEFAULT_FAILURE_TTL
+    same_second: str = "spread"
+    max_spread: int = 60
+    auth_probe_every: float = 30.0
 
     @property
     def window_budget(self) -> int:
@@ -127,6 +130,7 @@ class Settings:
             ),
             worker_ttl=_positive(config, "INTERCOM_EVENTS_WORKER_TTL", DEFAULT_WORKER_TTL),
             failure_ttl=_positive_int(config, "INTERCOM_EVENTS_FAILURE_TTL", DEFAULT_FAILURE_TTL),
+            auth_probe_every=_positive(config, "INTERCOM_EVENTS_AUTH_PROBE_EVERY", 30.0),
         )
 
 
