@@ -35,7 +35,7 @@ from .metadata import (
     RichLink,
     check_metadata,
 )
-from .rules import MAX_STRING_LENGTH, check_event_name, to_seconds
+from .rules import MAX_STRING_LENGTH, check_event_name, check_utf8, escape, to_seconds
 
 __all__ = [
     "MAX_METADATA_KEYS",
@@ -72,6 +72,7 @@ class Identity:
                     + (f"; pass str({value!r})" if isinstance(value, int) else ""),
                     field=name,
                 )
+            check_utf8(value, name, name)
             if not value.strip():
                 raise InvalidEventError(f"{name} must not be empty or blank", field=name)
             if value != value.strip():
@@ -195,7 +196,7 @@ class Event:
             raise InvalidEventError(
                 f"unknown field(s) {', '.join(map(repr, unknown))} in event payload; "
                 f"allowed: {', '.join(sorted(_PAYLOAD_KEYS))}",
-                field=unknown[0],
+                field=escape(unknown[0]),
             )
         for required in ("event_name", "created_at"):
             if required not in body:

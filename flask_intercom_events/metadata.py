@@ -18,7 +18,7 @@ from typing import Any, TypeAlias
 from urllib.parse import urlsplit
 
 from .errors import InvalidEventError
-from .rules import MAX_STRING_LENGTH, label, to_seconds
+from .rules import MAX_STRING_LENGTH, check_utf8, escape, label, to_seconds
 
 __all__ = [
     "MAX_METADATA_KEYS",
@@ -81,6 +81,13 @@ def _check_key(key: object) -> str:
         raise InvalidEventError(
             f"metadata keys must be strings, got {type(key).__name__} {key!r}", field="metadata"
         )
+    # Checked first: the key is part of the field name, which must be valid UTF-8 itself.
+    check_utf8(
+        key,
+        f"metadata key {key!r}",
+        f"metadata.{escape(key)}",
+        found="has a lone surrogate in its name",
+    )
     if not key.strip():
         raise InvalidEventError("metadata keys must not be empty or blank", field="metadata")
     bad = sorted({c for c in key if c in _FORBIDDEN_KEY_CHARACTERS})
@@ -196,6 +203,7 @@ def _from_plain_dict(key: str, value: Mapping[Any, Any]) -> Money | RichLink:
 
 def _check_string(value: str, field_name: str) -> None:
     where = label(field_name)
+    check_utf8(value, where, field_name)
     if len(value) > MAX_STRING_LENGTH:
         raise InvalidEventError(
             f"{where} is {len(value)} characters long; Intercom stores at most "
@@ -225,12 +233,14 @@ def _check_rich_link(url: object, value: object, field_name: str) -> None:
             f"{where}: a rich link's url must be an http or https URL, got {url!r}",
             field=field_name,
         )
+    check_utf8(url, f"{where}: a rich link's url", field_name)
     _check_url(url, field_name)
     if not isinstance(value, str) or not value.strip():
         raise InvalidEventError(
             f"{where}: a rich link's value must be a non-empty string, got {value!r}",
             field=field_name,
         )
+    check_utf8(value, f"{where}: a rich link's value", field_name)
     if len(value) > MAX_STRING_LENGTH:
         raise InvalidEventError(
             f"{where}: a rich link's value is {len(value)} characters long; at most "
@@ -247,6 +257,8 @@ def _check_money(amount: object, currency: object, field_name: str) -> None:
             f"(34999 for 349.99), got {amount!r}",
             field=field_name,
         )
+    if isinstance(currency, str):
+        check_utf8(currency, f"{where}: a currency", field_name)
     if not isinstance(currency, str) or not _CURRENCY.fullmatch(currency):
         raise InvalidEventError(
             f"{where}: a currency must be a three-letter code such as 'eur', got {currency!r}",

@@ -1,8 +1,9 @@
 """The primitive rules of an Intercom data event, shared by the event model's modules.
 
-Event names, Unix seconds and how a message names a field. Pure Python, no I/O: each check
-raises :class:`~flask_intercom_events.errors.InvalidEventError` naming the field and the rule,
-and returns the value as it is sent.
+Strings that have a UTF-8 form, event names, Unix seconds, and how a message names a field.
+Pure Python, no I/O: each check raises
+:class:`~flask_intercom_events.errors.InvalidEventError` naming the field and the rule, and
+returns the value as it is sent.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ __all__ = [
     "MAX_STRING_LENGTH",
     "MILLISECONDS_FROM",
     "check_event_name",
+    "check_utf8",
+    "escape",
     "label",
     "to_seconds",
 ]
@@ -26,12 +29,44 @@ MAX_STRING_LENGTH = 255
 MILLISECONDS_FROM = 100_000_000_000
 
 
+def check_utf8(
+    text: str, where: str, field_name: str, *, found: str = "contains a lone surrogate"
+) -> None:
+    """Refuse ``text`` unless it has a UTF-8 form, i.e. holds no lone surrogate.
+
+    Python keeps a lone surrogate (``"\\udce9"``, what ``surrogateescape`` makes of an
+    undecodable byte) in a ``str``, but JSON sent as UTF-8 cannot hold one: found only when
+    the event is pushed to Redis or sent, it would lose the event, and every other event of the
+    request with it. ``where`` is how the message names the string (``"user_id"``), ``found``
+    how it says what is wrong with it.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        position = error.start
+    else:
+        return
+    # Raised outside the except block, so the refusal carries no encoding traceback.
+    raise InvalidEventError(
+        f"{where} {found} ({escape(text[position])} at position {position}), which is not "
+        "valid UTF-8 and cannot be sent to Intercom: decode the bytes it came from as UTF-8 "
+        "(errors='replace' if they may be broken)",
+        field=field_name,
+    )
+
+
+def escape(text: str) -> str:
+    """``text`` with lone surrogates written as ``\\udce9``, so it can be shown or logged."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def check_event_name(name: object) -> str:
     """``name`` as Intercom should receive it (lower-cased), or :class:`InvalidEventError`."""
     if not isinstance(name, str):
         raise InvalidEventError(
             f"event_name must be a string, got {type(name).__name__}", field="event_name"
         )
+    check_utf8(name, "event_name", "event_name")
     if not name.strip():
         raise InvalidEventError("event_name must not be empty", field="event_name")
     if name != name.strip():

@@ -398,3 +398,122 @@ def test_from_payload_accepts_the_documented_example() -> None:
         "metadata": {"invite_code": "ADDAFRIEND"},
     }
     assert Event.from_payload(body).to_payload() == body
+
+
+# --- strings must be valid UTF-8 (lone surrogates) ------------------------------------------
+
+# A lone surrogate is what os.fsdecode, surrogateescape or a broken JSON decoder leave behind.
+# Python holds it in a str, but it has no UTF-8 form: the Redis push would fail, so the event
+# must be refused when it is built.
+JOSE = "Jos\udce9"
+
+
+@pytest.mark.parametrize(
+    ("build", "field", "message"),
+    [
+        pytest.param(
+            lambda: Event.create(JOSE, identity=USER),
+            "event_name",
+            "event_name contains a lone surrogate (\\udce9 at position 3)",
+            id="event-name",
+        ),
+        pytest.param(
+            lambda: Identity(user_id=JOSE),
+            "user_id",
+            "user_id contains a lone surrogate (\\udce9 at position 3)",
+            id="user-id",
+        ),
+        pytest.param(
+            lambda: Identity(email="jos\udce9@example.com"),
+            "email",
+            "email contains a lone surrogate (\\udce9 at position 3)",
+            id="email",
+        ),
+        pytest.param(
+            lambda: Identity(id="\ud800abc"),
+            "id",
+            "id contains a lone surrogate (\\ud800 at position 0)",
+            id="contact-id",
+        ),
+        pytest.param(
+            lambda: Event.create("signed-up", identity=USER, metadata={"name": JOSE}),
+            "metadata.name",
+            "metadata key 'name' contains a lone surrogate (\\udce9 at position 3), which is "
+            "not valid UTF-8",
+            id="metadata-value",
+        ),
+        pytest.param(
+            lambda: event(metadata={JOSE: 1}),
+            "metadata.Jos\\udce9",
+            "metadata key 'Jos\\udce9' has a lone surrogate in its name (\\udce9 at position 3)",
+            id="metadata-key",
+        ),
+        pytest.param(
+            lambda: event(metadata={"link": {"url": "https://example.org/\udce9", "value": "v"}}),
+            "metadata.link",
+            "metadata key 'link': a rich link's url contains a lone surrogate (\\udce9 at "
+            "position 20)",
+            id="rich-link-url",
+        ),
+        pytest.param(
+            lambda: event(metadata={"link": {"url": "https://example.org/", "value": JOSE}}),
+            "metadata.link",
+            "metadata key 'link': a rich link's value contains a lone surrogate",
+            id="rich-link-value",
+        ),
+        pytest.param(
+            lambda: event(metadata={"price": {"amount": 100, "currency": "eu\udce9"}}),
+            "metadata.price",
+            "metadata key 'price': a currency contains a lone surrogate (\\udce9 at position 2)",
+            id="money-currency",
+        ),
+        pytest.param(
+            lambda: RichLink("https://example.org/", JOSE),
+            "RichLink",
+            "RichLink: a rich link's value contains a lone surrogate",
+            id="RichLink",
+        ),
+        pytest.param(
+            lambda: Money(100, "\udce9ur"),
+            "Money",
+            "Money: a currency contains a lone surrogate",
+            id="Money",
+        ),
+        pytest.param(
+            lambda: Event.from_payload({"event_name": "a", "created_at": WHEN, "user_id": JOSE}),
+            "user_id",
+            "user_id contains a lone surrogate",
+            id="from-payload",
+        ),
+    ],
+)
+def test_lone_surrogates_are_refused_where_a_string_can_be(
+    build: Any, field: str, message: str
+) -> None:
+    with pytest.raises(InvalidEventError) as info:
+        build()
+    assert message in str(info.value)
+    assert "not valid UTF-8" in str(info.value)
+    assert info.value.field == field
+    # The refusal itself can be logged and sent on: its message and field are valid UTF-8.
+    str(info.value).encode("utf-8")
+    assert info.value.field is not None
+    info.value.field.encode("utf-8")
+    # Refused by the rule, not by an encoding error escaping from inside.
+    assert info.value.__context__ is None
+
+
+def test_a_string_that_looks_odd_but_is_valid_utf8_is_accepted() -> None:
+    # Astral characters are one code point in Python and four bytes in UTF-8: not surrogates.
+    built = event(
+        event_name="josé-🎉", identity=Identity(user_id="😀"), metadata={"n": "ü\U0010ffff"}
+    )
+    assert json.dumps(built.to_payload(), ensure_ascii=False).encode("utf-8")
+
+
+def test_an_unknown_payload_key_with_a_lone_surrogate_is_named_in_valid_utf8() -> None:
+    body = {"event_name": "a", "created_at": WHEN, "user_id": "1", "x\udce9": 1}
+    with pytest.raises(InvalidEventError, match="unknown field") as info:
+        Event.from_payload(body)
+    assert info.value.field == "x\\udce9"
+    str(info.value).encode("utf-8")
