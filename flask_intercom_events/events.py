@@ -35,7 +35,7 @@ from .metadata import (
     RichLink,
     check_metadata,
 )
-from .rules import MAX_STRING_LENGTH, check_event_name, check_utf8, escape, to_seconds
+from .rules import MAX_STRING_LENGTH, check_event_name, check_utf8, escape, show, to_seconds
 
 __all__ = [
     "MAX_METADATA_KEYS",
@@ -68,8 +68,8 @@ class Identity:
                 continue
             if not isinstance(value, str):
                 raise InvalidEventError(
-                    f"{name} must be a string, got {type(value).__name__} {value!r}"
-                    + (f"; pass str({value!r})" if isinstance(value, int) else ""),
+                    f"{name} must be a string, got {type(value).__name__} {show(value)}"
+                    + (f"; pass str({show(value)})" if isinstance(value, int) else ""),
                     field=name,
                 )
             check_utf8(value, name, name)
@@ -77,7 +77,7 @@ class Identity:
                 raise InvalidEventError(f"{name} must not be empty or blank", field=name)
             if value != value.strip():
                 raise InvalidEventError(
-                    f"{name} {value!r} has leading or trailing whitespace; strip it", field=name
+                    f"{name} {show(value)} has leading or trailing whitespace; strip it", field=name
                 )
         if self.user_id is None and self.email is None and self.id is None:
             raise InvalidEventError(
@@ -89,7 +89,7 @@ class Identity:
             local, at, domain = self.email.rpartition("@")
             if not at or not local or not domain:
                 raise InvalidEventError(
-                    f"email {self.email!r} is not an email address", field="email"
+                    f"email {show(self.email)} is not an email address", field="email"
                 )
 
     def to_payload(self) -> dict[str, str]:

@@ -18,7 +18,16 @@ from typing import Any, TypeAlias
 from urllib.parse import urlsplit
 
 from .errors import InvalidEventError
-from .rules import MAX_STRING_LENGTH, check_utf8, escape, label, to_seconds
+from .rules import (
+    INT64_MAX,
+    MAX_STRING_LENGTH,
+    check_int64,
+    check_utf8,
+    escape,
+    label,
+    show,
+    to_seconds,
+)
 
 __all__ = [
     "MAX_METADATA_KEYS",
@@ -79,7 +88,7 @@ MetadataInput: TypeAlias = "str | int | float | datetime | Money | RichLink | Ma
 def _check_key(key: object) -> str:
     if not isinstance(key, str):
         raise InvalidEventError(
-            f"metadata keys must be strings, got {type(key).__name__} {key!r}", field="metadata"
+            f"metadata keys must be strings, got {type(key).__name__} {show(key)}", field="metadata"
         )
     # Checked first: the key is part of the field name, which must be valid UTF-8 itself.
     check_utf8(
@@ -146,7 +155,7 @@ def _check_value(key: str, value: object) -> MetadataValue:
             raise InvalidEventError(
                 f"metadata key {key!r} ends in '_date', so its value must be a date: Unix "
                 f"seconds (int) or a timezone-aware datetime, got {type(value).__name__} "
-                f"{value!r}; rename the key if it is not a date",
+                f"{show(value)}; rename the key if it is not a date",
                 field=field_name,
             )
         return to_seconds(value, field_name)
@@ -170,6 +179,8 @@ def _check_value(key: str, value: object) -> MetadataValue:
             raise InvalidEventError(
                 f"metadata key {key!r} holds {value!r}; numbers must be finite", field=field_name
             )
+        if isinstance(value, int):
+            check_int64(value, label(field_name), field_name)
         return value
     if isinstance(value, str):
         _check_string(value, field_name)
@@ -193,8 +204,9 @@ def _from_plain_dict(key: str, value: Mapping[Any, Any]) -> Money | RichLink:
     if keys == {"amount", "currency"}:
         _check_money(value["amount"], value["currency"], f"metadata.{key}")
         return Money(value["amount"], value["currency"])
+    shown = ", ".join(sorted(map(show, keys)))
     raise InvalidEventError(
-        f"metadata key {key!r} holds an object with keys {sorted(map(str, keys))}; the only "
+        f"metadata key {key!r} holds an object with keys [{shown}]; the only "
         "objects Intercom takes are a rich link {'url', 'value'} and money "
         "{'amount', 'currency'} (no other nesting)",
         field=f"metadata.{key}",
@@ -221,7 +233,7 @@ def _check_url(url: str, field_name: str) -> None:
         host = None
     if not host:
         raise InvalidEventError(
-            f"{label(field_name)}: {url!r} is not a valid http(s) link: it needs a host",
+            f"{label(field_name)}: {show(url)} is not a valid http(s) link: it needs a host",
             field=field_name,
         )
 
@@ -230,14 +242,14 @@ def _check_rich_link(url: object, value: object, field_name: str) -> None:
     where = label(field_name)
     if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
         raise InvalidEventError(
-            f"{where}: a rich link's url must be an http or https URL, got {url!r}",
+            f"{where}: a rich link's url must be an http or https URL, got {show(url)}",
             field=field_name,
         )
     check_utf8(url, f"{where}: a rich link's url", field_name)
     _check_url(url, field_name)
     if not isinstance(value, str) or not value.strip():
         raise InvalidEventError(
-            f"{where}: a rich link's value must be a non-empty string, got {value!r}",
+            f"{where}: a rich link's value must be a non-empty string, got {show(value)}",
             field=field_name,
         )
     check_utf8(value, f"{where}: a rich link's value", field_name)
@@ -251,16 +263,20 @@ def _check_rich_link(url: object, value: object, field_name: str) -> None:
 
 def _check_money(amount: object, currency: object, field_name: str) -> None:
     where = label(field_name)
-    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+    if (
+        isinstance(amount, bool)
+        or not isinstance(amount, int)
+        or not 0 < amount <= INT64_MAX  # Intercom stores the amount in 64 bits
+    ):
         raise InvalidEventError(
-            f"{where}: a money amount must be a positive integer in cents "
-            f"(34999 for 349.99), got {amount!r}",
+            f"{where}: a money amount must be a positive integer in cents of at most "
+            f"{INT64_MAX} (34999 for 349.99), got {show(amount)}",
             field=field_name,
         )
     if isinstance(currency, str):
         check_utf8(currency, f"{where}: a currency", field_name)
     if not isinstance(currency, str) or not _CURRENCY.fullmatch(currency):
         raise InvalidEventError(
-            f"{where}: a currency must be a three-letter code such as 'eur', got {currency!r}",
+            f"{where}: a currency must be a three-letter code such as 'eur', got {show(currency)}",
             field=field_name,
         )

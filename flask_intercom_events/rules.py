@@ -1,6 +1,7 @@
 """The primitive rules of an Intercom data event, shared by the event model's modules.
 
-Strings that have a UTF-8 form, event names, Unix seconds, and how a message names a field.
+Strings that have a UTF-8 form, 64-bit integers, event names, Unix seconds, and how a message
+names a field and shows a value.
 Pure Python, no I/O: each check raises
 :class:`~flask_intercom_events.errors.InvalidEventError` naming the field and the rule, and
 returns the value as it is sent.
@@ -14,12 +15,16 @@ from datetime import datetime
 from .errors import InvalidEventError
 
 __all__ = [
+    "INT64_MAX",
+    "INT64_MIN",
     "MAX_STRING_LENGTH",
     "MILLISECONDS_FROM",
     "check_event_name",
+    "check_int64",
     "check_utf8",
     "escape",
     "label",
+    "show",
     "to_seconds",
 ]
 
@@ -27,6 +32,13 @@ __all__ = [
 MAX_STRING_LENGTH = 255
 #: Unix seconds at or past this (year 5138) can only be a millisecond timestamp.
 MILLISECONDS_FROM = 100_000_000_000
+#: Intercom stores numbers in 64 bits: integers outside this range cannot be kept as sent.
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+# Past this many bits an integer is described, not printed: Python refuses to print one of
+# more than 4,300 digits (ValueError), and a message of hundreds of digits helps nobody.
+_PRINTED_BITS = 128
+_SHOWN_CHARACTERS = 80
 
 
 def check_utf8(
@@ -53,6 +65,16 @@ def check_utf8(
         "(errors='replace' if they may be broken)",
         field=field_name,
     )
+
+
+def check_int64(value: int, where: str, field_name: str) -> None:
+    """Refuse an integer outside the 64-bit range Intercom stores numbers in."""
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise InvalidEventError(
+            f"{where} holds {show(value)}, outside the 64-bit integers Intercom stores numbers "
+            f"as ({INT64_MIN} to {INT64_MAX}): send a number that large as a string",
+            field=field_name,
+        )
 
 
 def escape(text: str) -> str:
@@ -90,7 +112,11 @@ def check_event_name(name: object) -> str:
 
 
 def to_seconds(value: object, field_name: str) -> int:
-    """Unix seconds from an int, an integral float or an aware datetime; refuse the rest."""
+    """Unix seconds from an int, an integral float or an aware datetime; refuse the rest.
+
+    Seconds from ``0`` to :data:`MILLISECONDS_FROM` (excluded): a negative time is a mistake,
+    and a larger one is a millisecond timestamp or a number no date can mean.
+    """
     where = label(field_name)
     if isinstance(value, datetime):
         if value.tzinfo is None or value.utcoffset() is None:
@@ -103,7 +129,7 @@ def to_seconds(value: object, field_name: str) -> int:
     elif isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidEventError(
             f"{where} must be Unix seconds (int) or a timezone-aware datetime, "
-            f"got {type(value).__name__} {value!r}",
+            f"got {type(value).__name__} {show(value)}",
             field=field_name,
         )
     elif isinstance(value, float):
@@ -114,16 +140,40 @@ def to_seconds(value: object, field_name: str) -> int:
             )
         seconds = int(value)
     else:
-        seconds = value
+        seconds = int(value)
     if seconds < 0:
-        raise InvalidEventError(f"{where} must not be negative, got {seconds}", field=field_name)
-    if seconds >= MILLISECONDS_FROM:
         raise InvalidEventError(
-            f"{where} {seconds} looks like milliseconds; Intercom expects Unix seconds: "
-            f"use {seconds // 1000}",
+            f"{where} must not be negative: Unix seconds count from 1970-01-01 UTC, "
+            f"got {show(seconds)}",
             field=field_name,
         )
+    if seconds > INT64_MAX:
+        raise InvalidEventError(
+            f"{where} {show(seconds)} is outside the 64-bit integers Intercom stores numbers "
+            f"as (at most {INT64_MAX}), and far past any date: give Unix seconds",
+            field=field_name,
+        )
+    if seconds >= MILLISECONDS_FROM:
+        raise InvalidEventError(_far_ahead(where, value, seconds), field=field_name)
     return seconds
+
+
+def _far_ahead(where: str, value: object, seconds: int) -> str:
+    if isinstance(value, datetime):
+        return (
+            f"{where} {value.isoformat()} is in the year 5138 or later: refused as a mistake, "
+            f"since Unix seconds from {MILLISECONDS_FROM} on are what millisecond timestamps "
+            "look like"
+        )
+    if seconds // 1000 < MILLISECONDS_FROM:
+        return (
+            f"{where} {seconds} looks like milliseconds; Intercom expects Unix seconds: "
+            f"use {seconds // 1000}"
+        )
+    return (
+        f"{where} {seconds} is too large for Unix seconds, even read as milliseconds (Unix "
+        f"seconds from {MILLISECONDS_FROM} on are past the year 5138): give Unix seconds"
+    )
 
 
 def label(field_name: str) -> str:
@@ -131,3 +181,21 @@ def label(field_name: str) -> str:
     if field_name.startswith("metadata."):
         return f"metadata key {field_name.removeprefix('metadata.')!r}"
     return field_name
+
+
+def show(value: object) -> str:
+    """``repr(value)`` for a message, with huge integers described and long text cut."""
+    if isinstance(value, int) and value.bit_length() > _PRINTED_BITS:
+        sign = "a negative " if value < 0 else "an "
+        return f"{sign}integer of {value.bit_length()} bits"
+    if isinstance(value, str) and len(value) > _SHOWN_CHARACTERS:
+        return f"{value[: _SHOWN_CHARACTERS - 20]!r}... ({len(value)} characters)"
+    try:
+        shown = repr(value)
+    except Exception:
+        # A refusal must never fail on a value it only shows: a container holding an int too
+        # long to print, or a caller's __repr__ that raises.
+        return f"a {type(value).__name__}"
+    if len(shown) > _SHOWN_CHARACTERS:
+        return f"{shown[: _SHOWN_CHARACTERS - 3]}..."
+    return shown

@@ -517,3 +517,133 @@ def test_an_unknown_payload_key_with_a_lone_surrogate_is_named_in_valid_utf8() -
         Event.from_payload(body)
     assert info.value.field == "x\\udce9"
     str(info.value).encode("utf-8")
+
+
+# --- integers Intercom can store (64 bits) --------------------------------------------------
+
+INT64_MAX = 2**63 - 1
+INT64_MIN = -(2**63)
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        pytest.param({"n": INT64_MAX}, id="int64-max"),
+        pytest.param({"n": INT64_MIN}, id="int64-min"),
+        pytest.param({"n": 1e300}, id="large-float"),
+        pytest.param({"price": Money(INT64_MAX, "eur")}, id="money-int64-max"),
+    ],
+)
+def test_integers_within_64_bits_are_accepted(metadata: dict[str, Any]) -> None:
+    assert event(metadata=metadata).metadata == metadata
+
+
+@pytest.mark.parametrize(
+    ("build", "field", "message"),
+    [
+        pytest.param(
+            lambda: event(metadata={"n": 10**30}),
+            "metadata.n",
+            "metadata key 'n' holds 1000000000000000000000000000000, outside the 64-bit "
+            "integers Intercom stores numbers as",
+            id="metadata-number",
+        ),
+        pytest.param(
+            lambda: event(metadata={"n": INT64_MAX + 1}),
+            "metadata.n",
+            "outside the 64-bit integers",
+            id="metadata-int64-max-plus-one",
+        ),
+        pytest.param(
+            lambda: event(metadata={"n": INT64_MIN - 1}),
+            "metadata.n",
+            "outside the 64-bit integers",
+            id="metadata-int64-min-minus-one",
+        ),
+        pytest.param(
+            lambda: Money(2**63, "eur"),
+            "Money",
+            "Money: a money amount must be a positive integer in cents of at most "
+            "9223372036854775807",
+            id="Money",
+        ),
+        pytest.param(
+            lambda: event(metadata={"price": {"amount": 2**63, "currency": "eur"}}),
+            "metadata.price",
+            "metadata key 'price': a money amount must be a positive integer in cents of at most",
+            id="money-dict",
+        ),
+        pytest.param(
+            lambda: event(created_at=10**30),
+            "created_at",
+            "created_at 1000000000000000000000000000000 is outside the 64-bit integers",
+            id="created-at",
+        ),
+        pytest.param(
+            lambda: event(created_at=1e30),
+            "created_at",
+            "outside the 64-bit integers",
+            id="created-at-float",
+        ),
+        pytest.param(
+            lambda: event(metadata={"renewal_date": 2**64}),
+            "metadata.renewal_date",
+            "metadata key 'renewal_date' 18446744073709551616 is outside the 64-bit integers",
+            id="date",
+        ),
+    ],
+)
+def test_integers_beyond_64_bits_are_refused(build: Any, field: str, message: str) -> None:
+    with pytest.raises(InvalidEventError) as info:
+        build()
+    assert message in str(info.value)
+    assert info.value.field == field
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        pytest.param(lambda: event(created_at=10**5000), id="created-at"),
+        pytest.param(lambda: event(metadata={"n": -(10**5000)}), id="metadata-number"),
+        pytest.param(lambda: Money(10**5000, "eur"), id="Money"),
+        pytest.param(lambda: Identity(user_id=10**5000), id="user-id"),  # type: ignore[arg-type]
+    ],
+)
+def test_an_integer_too_long_to_print_is_refused_not_crashed_on(build: Any) -> None:
+    # Python refuses to turn an int of more than 4,300 digits into text (ValueError): the
+    # message must describe it instead of printing it.
+    with pytest.raises(InvalidEventError, match=r"integer of \d+ bits"):
+        build()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (1671028894123, "looks like milliseconds; Intercom expects Unix seconds: use 1671028894"),
+        (10**15, "too large for Unix seconds, even read as milliseconds"),
+        (
+            datetime(9999, 1, 1, tzinfo=timezone.utc),
+            "9999-01-01T00:00:00+00:00 is in the year 5138 or later",
+        ),
+    ],
+)
+def test_seconds_past_the_year_5138_are_refused_with_the_right_reason(
+    value: object, message: str
+) -> None:
+    with pytest.raises(InvalidEventError) as info:
+        event(created_at=value)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        pytest.param({"x_date": {"a": 10**5000}}, id="date-key-holding-a-dict"),
+        pytest.param({"x": {10**5000: 1}}, id="object-key"),
+        pytest.param({"x": {"url": 10**5000, "value": "v"}}, id="rich-link-url"),
+        pytest.param({"x": {"amount": 1, "currency": [10**5000]}}, id="currency"),
+    ],
+)
+def test_a_refusal_never_fails_on_the_value_it_shows(metadata: dict[str, Any]) -> None:
+    with pytest.raises(InvalidEventError, match="metadata key 'x"):
+        event(metadata=metadata)
