@@ -12,6 +12,18 @@ Decisions where Intercom would silently rewrite what it receives:
   never shows up in two spellings; two metadata keys differing only in case are refused.
 - ``.`` and ``$`` in a name, which Intercom would store as ``-``, are refused: use ``-``.
 - An 11th metadata key, which Intercom would drop, is refused.
+- Strings Intercom stores with the event are at most 255 characters: ``event_name`` (counted
+  once lower-cased), ``user_id``, ``email``, ``id``, metadata string values and rich-link
+  values. The API reference documents no bound; the only documented one is Intercom Help
+  Center article 175 ("strings up to 255 characters", see the API notes' metadata table), and
+  it is applied to each of them rather than guessing which ones Intercom truncates.
+
+Decisions where the event could not be stored or sent at all:
+
+- Every string must have a UTF-8 form: a lone surrogate (``"\\udce9"``) is refused when the
+  event is built, not found when the event is pushed to Redis.
+- Integers are 64-bit, as Intercom stores numbers: from ``-2**63`` to ``2**63 - 1``
+  (money amounts positive); floats finite.
 
 The metadata value types and their rules live in :mod:`.metadata`, the rules shared by names,
 strings and times in :mod:`.rules`; the public names are re-exported here.
@@ -35,7 +47,15 @@ from .metadata import (
     RichLink,
     check_metadata,
 )
-from .rules import MAX_STRING_LENGTH, check_event_name, check_utf8, escape, show, to_seconds
+from .rules import (
+    MAX_STRING_LENGTH,
+    check_event_name,
+    check_length,
+    check_utf8,
+    escape,
+    show,
+    to_seconds,
+)
 
 __all__ = [
     "MAX_METADATA_KEYS",
@@ -79,6 +99,7 @@ class Identity:
                 raise InvalidEventError(
                     f"{name} {show(value)} has leading or trailing whitespace; strip it", field=name
                 )
+            check_length(value, name, name)
         if self.user_id is None and self.email is None and self.id is None:
             raise InvalidEventError(
                 "an event needs an identity: at least one of user_id, email or id "

@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 from .errors import InvalidEventError
 from .rules import (
     INT64_MAX,
-    MAX_STRING_LENGTH,
     check_int64,
+    check_length,
     check_utf8,
     escape,
     label,
@@ -216,12 +216,7 @@ def _from_plain_dict(key: str, value: Mapping[Any, Any]) -> Money | RichLink:
 def _check_string(value: str, field_name: str) -> None:
     where = label(field_name)
     check_utf8(value, where, field_name)
-    if len(value) > MAX_STRING_LENGTH:
-        raise InvalidEventError(
-            f"{where} is {len(value)} characters long; Intercom stores at most "
-            f"{MAX_STRING_LENGTH}: shorten it",
-            field=field_name,
-        )
+    check_length(value, where, field_name)
     if value.lower().startswith(("http://", "https://")):
         _check_url(value, field_name)
 
@@ -253,12 +248,7 @@ def _check_rich_link(url: object, value: object, field_name: str) -> None:
             field=field_name,
         )
     check_utf8(value, f"{where}: a rich link's value", field_name)
-    if len(value) > MAX_STRING_LENGTH:
-        raise InvalidEventError(
-            f"{where}: a rich link's value is {len(value)} characters long; at most "
-            f"{MAX_STRING_LENGTH}",
-            field=field_name,
-        )
+    check_length(value, f"{where}: a rich link's value", field_name)
 
 
 def _check_money(amount: object, currency: object, field_name: str) -> None:

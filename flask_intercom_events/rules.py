@@ -21,6 +21,7 @@ __all__ = [
     "MILLISECONDS_FROM",
     "check_event_name",
     "check_int64",
+    "check_length",
     "check_utf8",
     "escape",
     "label",
@@ -28,7 +29,9 @@ __all__ = [
     "to_seconds",
 ]
 
-#: The longest string value Intercom stores in event metadata.
+#: The longest string Intercom stores with an event: the only documented bound of the API,
+#: Intercom Help Center article 175 ("strings up to 255 characters"). Applied to the event
+#: name, user_id, email, id, metadata string values and rich-link values.
 MAX_STRING_LENGTH = 255
 #: Unix seconds at or past this (year 5138) can only be a millisecond timestamp.
 MILLISECONDS_FROM = 100_000_000_000
@@ -77,6 +80,22 @@ def check_int64(value: int, where: str, field_name: str) -> None:
         )
 
 
+def check_length(text: str, where: str, field_name: str, *, sent: str | None = None) -> None:
+    """Refuse a string Intercom would not store whole: over :data:`MAX_STRING_LENGTH`.
+
+    ``sent`` is the string as it will be sent when that differs from the caller's (an event
+    name once lower-cased), so the count is the one Intercom sees.
+    """
+    length = len(text if sent is None else sent)
+    if length > MAX_STRING_LENGTH:
+        how = " once lower-cased" if sent is not None and len(sent) != len(text) else ""
+        raise InvalidEventError(
+            f"{where} is {length} characters long{how}; Intercom stores at most "
+            f"{MAX_STRING_LENGTH} (Intercom Help Center, article 175): shorten it",
+            field=field_name,
+        )
+
+
 def escape(text: str) -> str:
     """``text`` with lone surrogates written as ``\\udce9``, so it can be shown or logged."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
@@ -108,7 +127,9 @@ def check_event_name(name: object) -> str:
         raise InvalidEventError(
             f"event_name {name!r} contains a control character", field="event_name"
         )
-    return name.lower()
+    lowered = name.lower()
+    check_length(name, "event_name", "event_name", sent=lowered)
+    return lowered
 
 
 def to_seconds(value: object, field_name: str) -> int:

@@ -647,3 +647,74 @@ def test_seconds_past_the_year_5138_are_refused_with_the_right_reason(
 def test_a_refusal_never_fails_on_the_value_it_shows(metadata: dict[str, Any]) -> None:
     with pytest.raises(InvalidEventError, match="metadata key 'x"):
         event(metadata=metadata)
+
+
+# --- strings Intercom stores: at most 255 characters (Help Center, article 175) ------------
+
+LONGEST_EMAIL = "a" * 243 + "@example.com"
+
+
+def test_strings_of_255_characters_are_accepted_everywhere() -> None:
+    assert len(LONGEST_EMAIL) == 255
+    built = event(
+        event_name="n" * 255,
+        identity=Identity(user_id="u" * 255, email=LONGEST_EMAIL, id="i" * 255),
+        metadata={"s": "s" * 255, "link": RichLink("https://example.org/", "v" * 255)},
+    )
+    assert len(built.event_name) == 255
+
+
+@pytest.mark.parametrize(
+    ("build", "field", "message"),
+    [
+        pytest.param(
+            lambda: event(event_name="n" * 256),
+            "event_name",
+            "event_name is 256 characters long; Intercom stores at most 255 (Intercom Help "
+            "Center, article 175)",
+            id="event-name",
+        ),
+        pytest.param(
+            # "İ" lower-cases to two characters: the name sent would be 400 long.
+            lambda: event(event_name="İ" * 200),
+            "event_name",
+            "event_name is 400 characters long once lower-cased",
+            id="event-name-lower-cased",
+        ),
+        pytest.param(
+            lambda: Identity(user_id="u" * 256),
+            "user_id",
+            "user_id is 256 characters long; Intercom stores at most 255",
+            id="user-id",
+        ),
+        pytest.param(
+            lambda: Identity(email="a" + LONGEST_EMAIL),
+            "email",
+            "email is 256 characters long; Intercom stores at most 255",
+            id="email",
+        ),
+        pytest.param(
+            lambda: Identity(id="i" * 256),
+            "id",
+            "id is 256 characters long; Intercom stores at most 255",
+            id="contact-id",
+        ),
+        pytest.param(
+            lambda: event(metadata={"s": "s" * 256}),
+            "metadata.s",
+            "metadata key 's' is 256 characters long; Intercom stores at most 255",
+            id="metadata-string",
+        ),
+        pytest.param(
+            lambda: RichLink("https://example.org/", "v" * 256),
+            "RichLink",
+            "RichLink: a rich link's value is 256 characters long; Intercom stores at most 255",
+            id="rich-link-value",
+        ),
+    ],
+)
+def test_strings_over_255_characters_are_refused(build: Any, field: str, message: str) -> None:
+    with pytest.raises(InvalidEventError) as info:
+        build()
+    assert message in str(info.value)
+    assert info.value.field == field
