@@ -31,12 +31,15 @@ strings and times in :mod:`.rules`; the public names are re-exported here.
 
 from __future__ import annotations
 
+import base64
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
+from uuid import uuid4
 
 from .errors import InvalidEventError
 from .metadata import (
@@ -66,7 +69,21 @@ __all__ = [
     "MetadataValue",
     "Money",
     "RichLink",
+    "new_event_uuid",
 ]
+
+# What a given uuid may be: new_event_uuid()'s 22 characters, or a str(uuid4()) with dashes,
+# or another caller's id of the same alphabet; short enough to keep in Redis for every event.
+_UUID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def new_event_uuid() -> str:
+    """A new id for a tracked event: a random UUID4's 16 bytes, URL-safe base64, unpadded.
+
+    22 characters instead of ``str(uuid4())``'s 36, on purpose: it is stored in Redis with
+    every waiting event.
+    """
+    return base64.urlsafe_b64encode(uuid4().bytes).rstrip(b"=").decode("ascii")
 
 
 @dataclass(frozen=True)
@@ -140,12 +157,21 @@ class Event:
     included), numbers, :class:`Money`, :class:`RichLink`, plain dicts with exactly
     ``{"amount", "currency"}`` or ``{"url", "value"}`` (turned into those), and datetimes or
     Unix seconds on keys ending in ``_date``.
+
+    ``uuid`` tells tracked events apart: each event gets a new one when it is built
+    (:func:`new_event_uuid`), and it travels with the event through Redis, the spool and the
+    jobs, so a re-delivery of one event (same ``uuid``, same ``created_at``, de-duplicated by
+    Intercom) can be told from a different event in the same second. It is never sent to
+    Intercom (the body's ``id`` is the Lead's Intercom contact id), and equality and hash
+    ignore it: two events are equal when Intercom receives the same body.
+    ``dataclasses.replace(event, ...)`` keeps it.
     """
 
     event_name: str
     created_at: int
     identity: Identity
     metadata: Mapping[str, MetadataValue] = field(default_factory=dict)
+    uuid: str = field(default_factory=new_event_uuid, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "event_name", check_event_name(self.event_name))
@@ -157,6 +183,12 @@ class Event:
             )
         metadata = check_metadata(self.metadata)
         object.__setattr__(self, "metadata", MappingProxyType(metadata))
+        if not isinstance(self.uuid, str) or not _UUID.fullmatch(self.uuid):
+            raise InvalidEventError(
+                "uuid must be 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-' (as "
+                f"new_event_uuid() makes, or str(uuid4())), got {show(self.uuid)}",
+                field="uuid",
+            )
 
     def __hash__(self) -> int:
         return hash((self.event_name, self.created_at, self.identity, *self.metadata.items()))
@@ -174,7 +206,7 @@ class Event:
     def __repr__(self) -> str:
         return (
             f"Event(event_name={self.event_name!r}, created_at={self.created_at!r}, "
-            f"identity={self.identity!r}, metadata={dict(self.metadata)!r})"
+            f"identity={self.identity!r}, metadata={dict(self.metadata)!r}, uuid={self.uuid!r})"
         )
 
     @classmethod
@@ -185,14 +217,22 @@ class Event:
         identity: Identity,
         metadata: Mapping[str, MetadataInput] | None = None,
         created_at: int | datetime | None = None,
+        uuid: str | None = None,
     ) -> Event:
         """Build an event, ``created_at`` defaulting to the current second.
 
         The typed way in for values that are converted: ``created_at`` and ``_date`` metadata
-        as timezone-aware datetimes, money and rich links as plain dicts.
+        as timezone-aware datetimes, money and rich links as plain dicts. ``uuid`` is the
+        event's own id (``None``: a new one); give one only to rebuild an event tracked before.
         """
         when: object = int(time.time()) if created_at is None else created_at
-        return cls(event_name, when, identity, metadata or {})  # type: ignore[arg-type]
+        return cls(
+            event_name,
+            when,  # type: ignore[arg-type]
+            identity,
+            {} if metadata is None else metadata,  # type: ignore[arg-type]
+            new_event_uuid() if uuid is None else uuid,
+        )
 
     def to_payload(self) -> dict[str, Any]:
         """The exact JSON body to ``POST /events``."""
@@ -206,18 +246,27 @@ class Event:
         return payload
 
     @classmethod
-    def from_payload(cls, body: Mapping[str, Any]) -> Event:
-        """Build an event from the shape of a ``POST /events`` body, validating it fully."""
+    def from_payload(cls, body: Mapping[str, Any], *, uuid: str | None = None) -> Event:
+        """Build an event from the shape of a ``POST /events`` body, validating it fully.
+
+        The body holds no uuid (Intercom is never sent one): give the event's ``uuid`` to
+        rebuild a tracked event, or ``None`` for a new one. ``to_payload()`` and this round-trip.
+        """
         if not isinstance(body, Mapping):
             raise InvalidEventError(
                 f"an event payload must be a JSON object, got {type(body).__name__}"
             )
-        unknown = sorted(str(key) for key in body if key not in _PAYLOAD_KEYS)
+        unknown = sorted(
+            escape(key) if isinstance(key, str) else show(key)
+            for key in body
+            if key not in _PAYLOAD_KEYS
+        )
         if unknown:
+            hint = "; the uuid is not part of the body: pass uuid=" if "uuid" in unknown else ""
             raise InvalidEventError(
                 f"unknown field(s) {', '.join(map(repr, unknown))} in event payload; "
-                f"allowed: {', '.join(sorted(_PAYLOAD_KEYS))}",
-                field=escape(unknown[0]),
+                f"allowed: {', '.join(sorted(_PAYLOAD_KEYS))}{hint}",
+                field=unknown[0],
             )
         for required in ("event_name", "created_at"):
             if required not in body:
@@ -238,4 +287,5 @@ class Event:
                 user_id=body.get("user_id"), email=body.get("email"), id=body.get("id")
             ),
             metadata=metadata,
+            uuid=new_event_uuid() if uuid is None else uuid,
         )

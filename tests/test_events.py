@@ -1,13 +1,18 @@
 from __future__ import annotations
 
+import base64
+import dataclasses
 import json
 import math
+import re
+import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
 from flask_intercom_events import Event, Identity, InvalidEventError, Money, RichLink
+from flask_intercom_events.events import new_event_uuid
 
 USER = Identity(user_id="314159")
 WHEN = 1671028894
@@ -718,3 +723,111 @@ def test_strings_over_255_characters_are_refused(build: Any, field: str, message
         build()
     assert message in str(info.value)
     assert info.value.field == field
+
+
+# --- uuid: what tells tracked events apart ------------------------------------------------
+
+
+def test_every_event_gets_a_uuid_of_its_own_when_built() -> None:
+    first = Event.create("signed-up", identity=USER, created_at=WHEN)
+    second = Event.create("signed-up", identity=USER, created_at=WHEN)
+    built_directly = Event("signed-up", WHEN, USER)
+
+    assert len({first.uuid, second.uuid, built_directly.uuid}) == 3
+    for value in (first.uuid, second.uuid, built_directly.uuid):
+        assert re.fullmatch(r"[A-Za-z0-9_-]{22}", value)
+    # Equality and hash compare what Intercom receives: the uuid is not part of it.
+    assert first == second == built_directly
+    assert hash(first) == hash(second) == hash(built_directly)
+
+
+def test_new_event_uuid_is_a_random_uuid4_in_url_safe_base64_without_padding() -> None:
+    value = new_event_uuid()
+    assert len(value) == 22
+    assert "=" not in value
+    decoded = uuid.UUID(bytes=base64.urlsafe_b64decode(value + "=="))
+    assert decoded.version == 4
+    assert len({new_event_uuid() for _ in range(1000)}) == 1000
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "a",
+        "A" * 64,
+        "_-",
+        "0123456789abcdefghijAB",
+        str(uuid.UUID("8a88a590-e1c3-41e2-a502-e0649dbf721c")),  # with dashes, 36 characters
+    ],
+)
+def test_a_given_uuid_is_kept(value: str) -> None:
+    assert Event.create("signed-up", identity=USER, uuid=value).uuid == value
+    assert event(uuid=value).uuid == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "a" * 65,
+        "has space",
+        "a=b",
+        "a+b",
+        "a/b",
+        "é",
+        "a\n",
+        "\udce9",
+        None,
+        42,
+        b"abc",
+    ],
+)
+def test_a_uuid_that_is_not_1_to_64_url_safe_characters_is_refused(value: object) -> None:
+    with pytest.raises(InvalidEventError, match="uuid must be 1 to 64 characters") as info:
+        event(uuid=value)
+    assert info.value.field == "uuid"
+    str(info.value).encode("utf-8")
+
+
+def test_the_uuid_is_never_sent() -> None:
+    built = event(identity=Identity(user_id="1"))
+    assert "uuid" not in built.to_payload()
+    # The body's id is the Lead's Intercom contact id, never the event's uuid.
+    assert "id" not in built.to_payload()
+    lead = event(identity=Identity(id="63a0979a5eeebeaf28dd56ba"))
+    assert lead.to_payload()["id"] == "63a0979a5eeebeaf28dd56ba"
+    assert built.uuid not in json.dumps(built.to_payload())
+
+
+def test_repr_shows_the_uuid() -> None:
+    built = event(uuid="abc_DEF-123")
+    assert repr(built).endswith(", uuid='abc_DEF-123')")
+
+
+def test_replace_keeps_the_uuid() -> None:
+    built = event(metadata={"a": 1})
+    changed = dataclasses.replace(built, metadata={"a": 2})
+    assert changed.uuid == built.uuid
+    assert changed != built
+    assert dataclasses.replace(built, uuid="other").uuid == "other"
+
+
+def test_create_and_from_payload_give_a_new_uuid_unless_one_is_given() -> None:
+    built = Event.create("signed-up", identity=USER, created_at=WHEN, uuid=None)
+    body = built.to_payload()
+
+    again = Event.from_payload(body, uuid=built.uuid)
+    fresh = Event.from_payload(body)
+
+    assert again == built
+    assert again.uuid == built.uuid
+    assert fresh == built
+    assert fresh.uuid != built.uuid
+    assert Event.from_payload(body, uuid=None).uuid not in (built.uuid, fresh.uuid)
+
+
+def test_from_payload_refuses_a_uuid_key_in_the_body() -> None:
+    body = {"event_name": "a", "created_at": WHEN, "user_id": "1", "uuid": new_event_uuid()}
+    with pytest.raises(InvalidEventError, match="unknown field") as info:
+        Event.from_payload(body)
+    assert info.value.field == "uuid"
