@@ -51,6 +51,7 @@ from .metadata import (
     check_metadata,
 )
 from .rules import (
+    INT64_MAX,
     MAX_STRING_LENGTH,
     check_event_name,
     check_length,
@@ -64,6 +65,7 @@ __all__ = [
     "MAX_METADATA_KEYS",
     "MAX_STRING_LENGTH",
     "Event",
+    "EventSummary",
     "Identity",
     "MetadataInput",
     "MetadataValue",
@@ -289,3 +291,85 @@ class Event:
             metadata=metadata,
             uuid=new_event_uuid() if uuid is None else uuid,
         )
+
+
+_SUMMARY_KEYS = ("event_name", "count", "first", "last")
+
+
+@dataclass(frozen=True)
+class EventSummary:
+    """Pre-aggregated counts of one event for a user: ``POST /events/summaries``'s
+    ``event_summaries`` object, validated when built.
+
+    ``event_name`` follows the rule of :attr:`Event.event_name` (lower-cased, no ``.`` or
+    ``$``, at most 255 characters); ``count`` is a positive integer within 64 bits; ``first``
+    and ``last`` are the times of the first and last of those events, in Unix seconds with the
+    rule of :attr:`Event.created_at` (an aware datetime is converted), ``first <= last``.
+    A refusal's ``field`` is where the value sits in the body: ``"event_summaries.count"``.
+    """
+
+    event_name: str
+    count: int
+    first: int
+    last: int
+
+    def __post_init__(self) -> None:
+        where = "event_summaries"
+        name = check_event_name(self.event_name, f"{where}.event_name")
+        object.__setattr__(self, "event_name", name)
+        count = self.count
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 < count <= INT64_MAX:
+            raise InvalidEventError(
+                f"{where}.count must be a positive integer of at most {INT64_MAX} (Intercom "
+                f"stores numbers in 64 bits), got {show(count)}",
+                field=f"{where}.count",
+            )
+        object.__setattr__(self, "count", int(count))
+        first = to_seconds(self.first, f"{where}.first")
+        last = to_seconds(self.last, f"{where}.last")
+        if first > last:
+            raise InvalidEventError(
+                f"{where}.first ({first}) is after {where}.last ({last}): first is the time "
+                "of the earliest of the events counted",
+                field=f"{where}.first",
+            )
+        object.__setattr__(self, "first", first)
+        object.__setattr__(self, "last", last)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``event_summaries`` object as sent: ``{"event_name", "count", "first", "last"}``."""
+        return {
+            "event_name": self.event_name,
+            "count": self.count,
+            "first": self.first,
+            "last": self.last,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EventSummary:
+        """Build a summary from the shape of ``to_json()``, refusing other keys or missing ones."""
+        where = "event_summaries"
+        if not isinstance(data, Mapping):
+            raise InvalidEventError(
+                f"{where} must be a mapping with keys {', '.join(_SUMMARY_KEYS)}, "
+                f"got {type(data).__name__}",
+                field=where,
+            )
+        unknown = sorted(
+            escape(key) if isinstance(key, str) else show(key)
+            for key in data
+            if key not in _SUMMARY_KEYS
+        )
+        if unknown:
+            raise InvalidEventError(
+                f"{where} has unknown key(s) {', '.join(map(repr, unknown))}; "
+                f"allowed: {', '.join(_SUMMARY_KEYS)}",
+                field=where,
+            )
+        missing = [key for key in _SUMMARY_KEYS if key not in data]
+        if missing:
+            raise InvalidEventError(
+                f"{where} is missing {', '.join(map(repr, missing))}",
+                field=f"{where}.{missing[0]}",
+            )
+        return cls(data["event_name"], data["count"], data["first"], data["last"])

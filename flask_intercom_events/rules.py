@@ -101,34 +101,39 @@ def escape(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def check_event_name(name: object) -> str:
-    """``name`` as Intercom should receive it (lower-cased), or :class:`InvalidEventError`."""
-    if not isinstance(name, str):
+def check_event_name(name: object, field_name: str = "event_name") -> str:
+    """``name`` as Intercom should receive it (lower-cased), or :class:`InvalidEventError`.
+
+    The rule of an event's name and of a summary's (``field_name``
+    ``"event_summaries.event_name"``): Intercom folds case and stores ``.`` and ``$`` as ``-``,
+    so a name is sent lower-cased and those are refused, with the name to use instead.
+    """
+    where = field_name
+    if not isinstance(name, str) or not name.strip():
+        kind = f"{type(name).__name__} " if not isinstance(name, str) else ""
         raise InvalidEventError(
-            f"event_name must be a string, got {type(name).__name__}", field="event_name"
+            f"{where} must be a non-empty string, got {kind}{show(name)}", field=field_name
         )
-    check_utf8(name, "event_name", "event_name")
-    if not name.strip():
-        raise InvalidEventError("event_name must not be empty", field="event_name")
+    check_utf8(name, where, field_name)
     if name != name.strip():
         raise InvalidEventError(
-            f"event_name {name!r} has leading or trailing whitespace; strip it",
-            field="event_name",
+            f"{where} {show(name)} has leading or trailing whitespace; strip it",
+            field=field_name,
         )
     for character in ".$":
         if character in name:
             suggestion = name.replace(".", "-").replace("$", "-").lower()
             raise InvalidEventError(
-                f"event_name {name!r} contains {character!r}, which Intercom would store as "
-                f"'-'; use {suggestion!r} instead",
-                field="event_name",
+                f"{where} {show(name)} contains {character!r}, which Intercom would store as "
+                f"'-'; use {show(suggestion)} instead",
+                field=field_name,
             )
     if any(ord(c) < 32 or ord(c) == 127 for c in name):
         raise InvalidEventError(
-            f"event_name {name!r} contains a control character", field="event_name"
+            f"{where} {show(name)} contains a control character", field=field_name
         )
     lowered = name.lower()
-    check_length(name, "event_name", "event_name", sent=lowered)
+    check_length(name, where, field_name, sent=lowered)
     return lowered
 
 

@@ -49,15 +49,15 @@ def test_event_name_accepted(name: str, expected: str) -> None:
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("", "must not be empty"),
-        ("   ", "must not be empty"),
+        ("", "must be a non-empty string, got ''"),
+        ("   ", "must be a non-empty string, got '   '"),
         (" padded", "leading or trailing whitespace"),
         ("invited.friend", "use 'invited-friend' instead"),
         ("paid$", "use 'paid-' instead"),
         ("Paid.Plan", "use 'paid-plan' instead"),
         ("bell\x07", "control character"),
-        (None, "must be a string, got NoneType"),
-        (42, "must be a string, got int"),
+        (None, "must be a non-empty string, got NoneType None"),
+        (42, "must be a non-empty string, got int 42"),
     ],
 )
 def test_event_name_refused(name: object, message: str) -> None:
