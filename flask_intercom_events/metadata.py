@@ -125,10 +125,11 @@ def check_metadata(metadata: object) -> dict[str, MetadataValue]:
         )
     if len(metadata) > MAX_METADATA_KEYS:
         keys = list(metadata)
+        eleventh = show(keys[MAX_METADATA_KEYS])
         raise InvalidEventError(
             f"metadata has {len(keys)} keys; Intercom keeps only the first "
-            f"{MAX_METADATA_KEYS} and silently drops the rest (here {keys[MAX_METADATA_KEYS]!r} "
-            "onwards): send fewer keys",
+            f"{MAX_METADATA_KEYS} and silently drops the rest (here {eleventh} onwards): "
+            "send fewer keys",
             field="metadata",
         )
     checked: dict[str, MetadataValue] = {}
