@@ -1,10 +1,9 @@
 """The primitive rules of an Intercom data event, shared by the event model's modules.
 
-Strings that have a UTF-8 form, 64-bit integers, event names, Unix seconds, and how a message
-names a field and shows a value.
-Pure Python, no I/O: each check raises
-:class:`~flask_intercom_events.errors.InvalidEventError` naming the field and the rule, and
-returns the value as it is sent.
+Strings that have a UTF-8 form and fit Intercom's 255 characters, 64-bit integers, event
+names, Unix seconds, and how a message names a field and shows a value. Pure Python, no I/O:
+each check raises :class:`~flask_intercom_events.errors.InvalidEventError` naming the field
+and the rule, and returns the value as it is sent.
 """
 
 from __future__ import annotations
@@ -108,7 +107,7 @@ def check_event_name(name: object, field_name: str = "event_name") -> str:
     ``"event_summaries.event_name"``): Intercom folds case and stores ``.`` and ``$`` as ``-``,
     so a name is sent lower-cased and those are refused, with the name to use instead.
     """
-    where = field_name
+    where = field_name  # the field is its own name in messages: "event_summaries.event_name"
     if not isinstance(name, str) or not name.strip():
         kind = f"{type(name).__name__} " if not isinstance(name, str) else ""
         raise InvalidEventError(
