@@ -61,6 +61,7 @@ from .errors import (
     UnprocessableEntityError,
     parse_error_list,
 )
+from .events import EventSummary, Identity
 
 if TYPE_CHECKING:
     from .events import Event
@@ -107,8 +108,6 @@ USER_AGENT = f"flask-intercom-events/{_VERSION} python-requests/{requests.__vers
 _TOKEN_CHARACTERS = re.compile(r"[\x21-\x7e]+")
 _API_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _BODY_EXCERPT = 200
-_MILLISECONDS_FROM = 100_000_000_000
-_SUMMARY_KEYS = ("event_name", "count", "first", "last")
 
 _ERROR_CLASSES: dict[int, type[IntercomAPIError]] = {
     400: BadRequestError,
@@ -249,18 +248,22 @@ class IntercomClient:
         payload = event.to_payload()
         return self._post("/events", payload)
 
-    def submit_summaries(self, user_id: str, event_summaries: Mapping[str, Any]) -> SendResult:
+    def submit_summaries(
+        self, user_id: str, event_summaries: EventSummary | Mapping[str, Any]
+    ) -> SendResult:
         """Submit pre-aggregated counts for a user: ``POST /events/summaries``.
 
-        ``event_summaries`` is ``{"event_name": str, "count": int, "first": int, "last": int}``
-        with ``first`` and ``last`` Unix seconds, ``first <= last``. The event name is
-        lower-cased like an :class:`~flask_intercom_events.events.Event`'s. Arguments are
-        checked before anything is sent (:class:`~flask_intercom_events.errors.InvalidEventError`).
+        ``event_summaries`` is an :class:`~flask_intercom_events.events.EventSummary` or its
+        ``{"event_name": str, "count": int, "first": int, "last": int}`` mapping, with
+        ``first`` and ``last`` Unix seconds, ``first <= last``; the event name is lower-cased
+        like an event's. ``user_id`` follows an event's ``user_id`` rule. Arguments are checked
+        before anything is sent (:class:`~flask_intercom_events.errors.InvalidEventError`).
         """
-        body = {
-            "user_id": _check_identifier("user_id", user_id),
-            "event_summaries": _check_summaries(event_summaries),
-        }
+        # The presence and type check first, then the identity rule (UTF-8, spaces, length).
+        user = Identity(user_id=_check_identifier("user_id", user_id)).user_id
+        if not isinstance(event_summaries, EventSummary):
+            event_summaries = EventSummary.from_json(event_summaries)
+        body = {"user_id": user, "event_summaries": event_summaries.to_json()}
         return self._post("/events/summaries", body)
 
     def list_events(
@@ -733,65 +736,3 @@ def _check_identifier(name: str, value: object) -> str:
     if not value.strip():
         raise InvalidEventError(f"{name} must not be empty or blank", field=name)
     return value
-
-
-def _check_summaries(summaries: object) -> dict[str, Any]:
-    where = "event_summaries"
-    if not isinstance(summaries, Mapping):
-        raise InvalidEventError(
-            f"{where} must be a mapping with keys {', '.join(_SUMMARY_KEYS)}, "
-            f"got {type(summaries).__name__}",
-            field=where,
-        )
-    unknown = sorted(str(key) for key in summaries if key not in _SUMMARY_KEYS)
-    if unknown:
-        raise InvalidEventError(
-            f"{where} has unknown key(s) {', '.join(map(repr, unknown))}; "
-            f"allowed: {', '.join(_SUMMARY_KEYS)}",
-            field=where,
-        )
-    missing = [key for key in _SUMMARY_KEYS if key not in summaries]
-    if missing:
-        raise InvalidEventError(
-            f"{where} is missing {', '.join(map(repr, missing))}", field=f"{where}.{missing[0]}"
-        )
-    name = summaries["event_name"]
-    if not isinstance(name, str) or not name.strip() or name != name.strip():
-        raise InvalidEventError(
-            f"{where}.event_name must be a non-empty string without surrounding spaces, "
-            f"got {name!r}",
-            field=f"{where}.event_name",
-        )
-    if "." in name or "$" in name:
-        raise InvalidEventError(
-            f"{where}.event_name {name!r} contains '.' or '$', which Intercom stores as '-'; "
-            "use '-'",
-            field=f"{where}.event_name",
-        )
-    count = summaries["count"]
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise InvalidEventError(
-            f"{where}.count must be a positive integer, got {count!r}",
-            field=f"{where}.count",
-        )
-    times: dict[str, int] = {}
-    for key in ("first", "last"):
-        value = summaries[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InvalidEventError(
-                f"{where}.{key} must be Unix seconds (a non-negative int), got {value!r}",
-                field=f"{where}.{key}",
-            )
-        if value >= _MILLISECONDS_FROM:
-            raise InvalidEventError(
-                f"{where}.{key} {value} looks like milliseconds; Intercom expects Unix "
-                f"seconds: use {value // 1000}",
-                field=f"{where}.{key}",
-            )
-        times[key] = value
-    if times["first"] > times["last"]:
-        raise InvalidEventError(
-            f"{where}.first ({times['first']}) is after {where}.last ({times['last']})",
-            field=f"{where}.first",
-        )
-    return {"event_name": name.lower(), "count": count, **times}
