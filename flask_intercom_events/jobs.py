@@ -29,8 +29,11 @@ __all__ = ["DELIVER", "client_for", "deliver"]
 log = logging.getLogger("flask_intercom_events.worker")
 
 
-def deliver(payload: Mapping[str, Any]) -> dict[str, Any]:
+def deliver(payload: Mapping[str, Any], *, uuid: str | None = None) -> dict[str, Any]:
     """Send one event to Intercom; the function every delivery job calls.
+
+    ``uuid`` is the event's :attr:`~flask_intercom_events.Event.uuid` (the job's id: the
+    worker passes it, so receivers of ``event_delivered`` get the event as it was tracked).
 
     Returns what Intercom answered (JSON-serialisable, so RQ can keep it): ``status``,
     ``rate_limit`` (``limit``, ``remaining``, ``reset``), ``server_time`` and ``elapsed``.
@@ -46,7 +49,7 @@ def deliver(payload: Mapping[str, Any]) -> dict[str, Any]:
             "`flask --app yourapp intercom worker`, not a bare `rq worker`"
         )
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    event = Event.from_payload(payload)
+    event = Event.from_payload(payload, uuid=uuid)
     result = client_for(state_of(app).settings).create_event(event)
     if event_delivered.receivers:
         try:

@@ -63,7 +63,7 @@ def send_one(app: Flask, settings: Settings, job: ClaimedJob) -> Outcome:
                 f"job {job.id}: {job.problem or 'no event in it'}", reason=job.problem_reason
             )
         with app.app_context():
-            return Outcome(job, result=deliver(job.payload))
+            return Outcome(job, result=deliver(job.payload, uuid=job.id))
     except Exception as exc:
         return Outcome(job, error=exc)
 
@@ -297,7 +297,7 @@ class Settler:
 
 def _event_of(job: ClaimedJob) -> Event | None:
     try:
-        return Event.from_payload(job.payload) if job.payload is not None else None
+        return Event.from_payload(job.payload, uuid=job.id) if job.payload is not None else None
     except ValueError:
         return None
 
