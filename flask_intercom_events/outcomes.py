@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from flask import Flask
 
 from .config import Settings
-from .errors import IntercomAPIError, RateLimitInfo
+from .errors import IntercomAPIError, RateLimitedError, RateLimitInfo
 from .events import Event
 from .job_records import ClaimedJob
 from .jobs import deliver
@@ -32,7 +32,14 @@ from .retry import settle as decide_settlement
 from .signals import event_dropped, event_failed
 from .store import DeliveryStore, Failure, Retry
 
-__all__ = ["DeliveryRate", "JobUnreadableError", "Outcome", "Settler", "send_one"]
+__all__ = [
+    "DeliveryObserver",
+    "DeliveryRate",
+    "JobUnreadableError",
+    "Outcome",
+    "Settler",
+    "send_one",
+]
 
 log = logging.getLogger("flask_intercom_events.worker")
 
@@ -48,28 +55,58 @@ class JobUnreadableError(ValueError):
 
 @dataclass
 class Outcome:
-    """What one attempt gave: ``result`` (what :func:`deliver` returned) or ``error``."""
+    """What one attempt gave: ``result`` (what :func:`deliver` returned) or ``error``, and
+    the seconds it took (``elapsed``; 0 if nothing was sent)."""
 
     job: ClaimedJob
     result: dict[str, Any] | None = None
     error: Exception | None = None
+    elapsed: float = 0.0
 
 
 def send_one(app: Flask, settings: Settings, job: ClaimedJob) -> Outcome:
     """Deliver one claimed job (in a sender thread, in an app context); never raises."""
+    started = time.perf_counter()
     try:
         if job.problem is not None or job.payload is None:
             raise JobUnreadableError(
                 f"job {job.id}: {job.problem or 'no event in it'}", reason=job.problem_reason
             )
         with app.app_context():
-            return Outcome(job, result=deliver(job.payload, uuid=job.id))
-    except Exception as exc:
+            result = deliver(job.payload, uuid=job.id)
+        return Outcome(job, result=result, elapsed=time.perf_counter() - started)
+    except JobUnreadableError as exc:
         return Outcome(job, error=exc)
+    except Exception as exc:
+        return Outcome(job, error=exc, elapsed=time.perf_counter() - started)
+
+
+class DeliveryObserver:
+    """What the worker reports as it settles outcomes; the base class ignores it all.
+
+    ``flask intercom worker --metrics-port`` passes one that counts for Prometheus. Called
+    from the worker's main thread.
+    """
+
+    def delivered(self, count: int) -> None:
+        """``count`` events were delivered."""
+
+    def retried(self, reason: str) -> None:
+        """An event was scheduled for a retry, with ``reason``."""
+
+    def failed(self, reason: str) -> None:
+        """An event was failed for good, with ``reason`` (``"collapsed"`` included)."""
+
+    def rate_limited(self) -> None:
+        """Intercom answered 429."""
+
+    def requested(self, seconds: float) -> None:
+        """One HTTP attempt took ``seconds``."""
 
 
 class _Worker(Protocol):
     app: Flask
+    observer: DeliveryObserver
     settings: Settings
     name: str
     store: DeliveryStore
@@ -143,6 +180,17 @@ class Settler:
             if outcome.job.id not in refused:
                 worker.held.pop(outcome.job.id, None)
         worker.presence.count(delivered=len(plan.delivered), failed=len(plan.failures))
+        observer = worker.observer
+        observer.delivered(len(plan.delivered))
+        for retry in plan.retries:
+            observer.retried(retry.reason)
+        for failure, _ in plan.failures:
+            observer.failed(failure.reason)
+        for outcome in outcomes:
+            if outcome.elapsed:
+                observer.requested(outcome.elapsed)
+            if isinstance(outcome.error, RateLimitedError):
+                observer.rate_limited()
         self.rate.add(len(plan.delivered), time.monotonic())
         if plan.refused:
             self._pause(plan, now)
@@ -208,6 +256,7 @@ class Settler:
         """Events that found no free second: failed as ``collapsed`` at collect time."""
         now = time.monotonic()
         for job in jobs:
+            self.worker.observer.failed("collapsed")
             self.worker.failure_log.failed(
                 "collapsed",
                 f"Event {job.id} ({job.event_name}) collapsed: every second up to "

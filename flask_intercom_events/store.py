@@ -26,10 +26,9 @@ What a dead worker held (its moving list and held jobs) goes back in one step
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -40,59 +39,16 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 from rq.results import Result
 
-from .job_records import (
-    DELIVER,
-    ClaimedJob,
-    JobSerializer,
-    decode_line,
-    describe,
-    job_data,
-    read_job,
-)
+from .collecting import Collected, SameSecond, collect
+from .job_records import ClaimedJob, JobSerializer, read_job
 from .keys import QueueKeys
 from .ratelimit import RateBudget
 from .scripts import Scripts
 
-__all__ = [
-    "MAX_COLLECT",
-    "Claim",
-    "Collected",
-    "DeliveryStore",
-    "Failure",
-    "Retry",
-    "SameSecond",
-    "contact_digest",
-]
-
-#: Events turned from intake lines into RQ jobs at a time.
-MAX_COLLECT = 1000
+__all__ = ["Claim", "Collected", "DeliveryStore", "Failure", "Retry", "SameSecond"]
 
 # RQ 3 keeps an index of each worker's executions; RQ 2 has no such argument.
 _EXECUTIONS_KNOW_WORKERS = "worker_name" in inspect.signature(Execution.create).parameters
-
-
-@dataclass(frozen=True)
-class SameSecond:
-    """How distinct events of one contact and name get distinct seconds: moved at most
-    ``most`` seconds later (past that they are collapsed), each claim kept ``ttl`` seconds."""
-
-    most: int
-    ttl: int = 3600
-
-
-@dataclass(frozen=True)
-class Collected:
-    """What :meth:`DeliveryStore.collect` did: jobs enqueued, and the events failed at once
-    (``collapsed``: no free second; ``unreadable``: not an event line), as jobs."""
-
-    enqueued: int = 0
-    collapsed: list[ClaimedJob] = field(default_factory=list)
-    unreadable: int = 0
-
-    @property
-    def total(self) -> int:
-        """Every line taken off the intake."""
-        return self.enqueued + len(self.collapsed) + self.unreadable
 
 
 @dataclass(frozen=True)
@@ -129,18 +85,6 @@ class Failure:
     meta: dict[str, Any]
 
 
-def contact_digest(payload: Mapping[str, Any]) -> str:
-    """What identifies an event's (contact, name) for Intercom's de-duplication, hashed:
-    the ``user_id``, else the Lead's ``id``, else the email (lower-cased), and the name."""
-    contact = payload.get("user_id")
-    if contact is None:
-        contact = payload.get("id")
-    if contact is None:
-        contact = str(payload.get("email", "")).lower()
-    text = f"{contact}\0{payload.get('event_name')}"
-    return hashlib.sha256(text.encode("utf-8", errors="surrogateescape")).hexdigest()[:20]
-
-
 class DeliveryStore:
     """One delivery queue in Redis: RQ queue ``name``, its registries, and this project's
     intake, moving lists, held jobs, claims and counters (see ``keys.py``)."""
@@ -162,84 +106,8 @@ class DeliveryStore:
     # --- intake -> RQ jobs -----------------------------------------------------------------
 
     def collect(self, worker: str, most: int, same_second: SameSecond | None) -> Collected:
-        """Turn up to ``most`` intake lines into queued RQ jobs (lines left in ``worker``'s
-        moving list by an earlier try go first). With ``same_second``, an event that finds
-        every second up to ``same_second.most`` taken is failed as ``collapsed``."""
-        keys = self.keys
-        moving = keys.moving(worker)
-        lines = self.connection.lrange(moving, 0, -1)
-        if not lines:
-            if not self.scripts.collect(
-                intake=keys.intake, moving=moving, most=min(most, MAX_COLLECT)
-            ):
-                return Collected()
-            lines = self.connection.lrange(moving, 0, -1)
-        events: dict[str, dict[str, Any]] = {}
-        unreadable: list[tuple[bytes | str, str]] = []
-        for line in lines:
-            try:
-                uuid, payload = decode_line(line)
-            except ValueError as exc:
-                unreadable.append((line, str(exc)))
-                continue
-            events.setdefault(uuid, payload)  # a line pushed twice is one event
-        moved: dict[str, dict[str, Any]] = {}
-        collapsed: list[str] = []
-        if same_second is not None and events:
-            claims = [
-                (uuid, contact_digest(p), p["created_at"])
-                for uuid, p in events.items()
-                if isinstance(p.get("created_at"), int) and not isinstance(p["created_at"], bool)
-            ]
-            chosen = self.scripts.seconds(
-                prefix=keys.seconds_prefix,
-                ttl=same_second.ttl,
-                most=same_second.most,
-                claims=claims,
-            )
-            for (uuid, _, original), second in zip(claims, chosen, strict=True):
-                if second < 0:
-                    collapsed.append(uuid)
-                elif second != original:
-                    moved[uuid] = {"moved_from": original}
-                    events[uuid] = {**events[uuid], "created_at": second}
-        datas = [
-            job_data(uuid, payload, failure_ttl=self.failure_ttl, meta=moved.get(uuid))
-            for uuid, payload in events.items()
-            if uuid not in collapsed
-        ]
-        failed_now: list[ClaimedJob] = []
-        with self.connection.pipeline(transaction=True) as pipe:
-            if datas:
-                self.queue.enqueue_many(datas, pipeline=pipe)
-            for uuid in collapsed:
-                job = self._create(uuid, [events[uuid]], describe(events[uuid]))
-                failed_now.append(ClaimedJob(uuid, job, payload=events[uuid]))
-                self._fail(
-                    pipe,
-                    job,
-                    "collapsed",
-                    f"no free second within {same_second.most if same_second else 0} s of "
-                    f"created_at {events[uuid].get('created_at')}: Intercom would keep only one "
-                    "of the events of this contact and name in that second",
-                    {"failure": {"reason": "collapsed", "attempts": 0}},
-                )
-            for line, problem in unreadable:
-                text = line.decode("utf-8", errors="replace") if isinstance(line, bytes) else line
-                job = self._create(None, [text], "unreadable Intercom event line")
-                self._fail(
-                    pipe,
-                    job,
-                    "unreadable",
-                    f"unreadable event line: {problem}",
-                    {"failure": {"reason": "unreadable", "attempts": 0}},
-                )
-            pipe.delete(moving)
-            pipe.hincrby(keys.stats, "collected", len(lines))
-            if collapsed:
-                pipe.hincrby(keys.stats, "collapsed", len(collapsed))
-            pipe.execute()
-        return Collected(len(datas), failed_now, len(unreadable))
+        """Turn up to ``most`` intake lines into queued RQ jobs (see ``collecting.py``)."""
+        return collect(self, worker, most, same_second)
 
     def wait_for_intake(self, worker: str, timeout: float) -> bool:
         """Block up to ``timeout`` seconds for a line on the intake; ``True`` if one came
@@ -248,16 +116,6 @@ class DeliveryStore:
         seconds = max(1, round(timeout))
         moved = self.connection.brpoplpush(self.keys.intake, self.keys.moving(worker), seconds)
         return moved is not None
-
-    def _create(self, job_id: str | None, args: list[Any], description: str) -> Job:
-        return self.queue.create_job(
-            DELIVER,
-            args=args,
-            job_id=job_id,
-            result_ttl=0,
-            failure_ttl=self.failure_ttl,
-            description=description,
-        )
 
     # --- claiming --------------------------------------------------------------------------
 
@@ -404,7 +262,7 @@ class DeliveryStore:
                 self._forget_execution(pipe, claimed.id, claimed.execution, worker)
                 pipe.hdel(held, claimed.id)
                 if claimed.job is not None:
-                    self._fail(
+                    self.fail_now(
                         pipe, claimed.job, failure.reason, failure.description, dict(failure.meta)
                     )
             for counter, count in (
@@ -416,7 +274,7 @@ class DeliveryStore:
                     pipe.hincrby(keys.stats, counter, count)
             pipe.execute()
 
-    def _fail(
+    def fail_now(
         self, pipe: Any, job: Job, reason: str, description: str, meta: dict[str, Any]
     ) -> None:
         """Put ``job`` in RQ's failed registry with its reason, in ``pipe``."""

@@ -33,23 +33,25 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Iterator
-from types import FrameType
 from typing import Any
 
 import redis
 from flask import Flask
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry as RedisRetry
 
 from .config import Settings
 from .errors import ConfigurationError
 from .job_records import ClaimedJob
 from .jobs import client_for
 from .logs import FailureLog
-from .machine import machine_id, new_worker_name, process_gone
-from .outcomes import Outcome, Settler, send_one
+from .outcomes import DeliveryObserver, Outcome, Settler, send_one
 from .presence import Presence
+from .process import (
+    connect_worker_redis,
+    machine_id,
+    new_worker_name,
+    process_gone,
+    stop_signals,
+)
 from .ratelimit import RateBudget
 from .retry import RetryPolicy
 from .state import state_of
@@ -66,30 +68,14 @@ BURST_RETRY_HORIZON = 30.0
 _LONGEST_NAP = 0.5
 
 
-def connect_worker_redis(url: str) -> redis.Redis:
-    """The worker's Redis client: patient, unlike the request path's (which spools instead).
-
-    A few quick reconnection attempts per command; past that the worker's loop waits and
-    tries again, keeping what it has not recorded yet in memory.
-    """
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=10.0,
-        socket_connect_timeout=2.0,
-        socket_keepalive=True,
-        health_check_interval=15,
-        retry=RedisRetry(ExponentialBackoff(cap=0.5, base=0.05), 2),
-    )
-
-
 class DeliveryWorker:
     """Delivers one queue's events from Redis to Intercom; :meth:`run` until stopped.
 
     ``concurrency`` is the most requests in flight (default
     ``INTERCOM_EVENTS_WORKER_CONCURRENCY``), ``queue_name`` the queue (default
     ``INTERCOM_EVENTS_QUEUE``); with ``burst`` the worker exits once nothing is waiting, in
-    flight, or due for a retry within :data:`BURST_RETRY_HORIZON` seconds. Nothing here
-    needs Redis to answer yet.
+    flight, or due for a retry within :data:`BURST_RETRY_HORIZON` seconds. ``observer`` is
+    told what becomes of each event (metrics). Nothing here needs Redis to answer yet.
     """
 
     def __init__(
@@ -100,6 +86,7 @@ class DeliveryWorker:
         queue_name: str | None = None,
         burst: bool = False,
         connection: redis.Redis | None = None,
+        observer: DeliveryObserver | None = None,
     ) -> None:
         settings: Settings = state_of(app).settings
         if settings.access_token is None:
@@ -140,6 +127,7 @@ class DeliveryWorker:
             self.connection, self.store.name, self.name, ttl=max(int(settings.worker_ttl), 1)
         )
         self.failure_log = FailureLog(log)
+        self.observer = observer or DeliveryObserver()
         self.settler = Settler(self, random.Random())
         self._inbox: queue.SimpleQueue[ClaimedJob | None] = queue.SimpleQueue()
         self._outbox: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
@@ -168,7 +156,7 @@ class DeliveryWorker:
     def run(self) -> None:
         """Deliver until stopped by a signal (or, with ``burst``, until nothing is left)."""
         client_for(self.settings, pool_size=self.concurrency)  # this process's session
-        with self._signals(), self.app.app_context():
+        with stop_signals(self._on_signal), self.app.app_context():
             self._start_senders()
             log.info(
                 "Worker %s delivering queue %r, up to %d requests in flight, %d calls per "
@@ -190,31 +178,18 @@ class DeliveryWorker:
         flight (their events go back to the queue). Safe from a signal handler."""
         self._stopping = max(self._stopping + 1, 2 if now else 1)
 
-    @contextlib.contextmanager
-    def _signals(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            first = self._stopping == 0
-            self.stop()
-            if first:
-                log.warning(
-                    "%s: finishing the requests in flight (at most %.0f s), then stopping; "
-                    "send it again to stop at once",
-                    signal.Signals(signum).name,
-                    self.grace,
-                )
-            else:
-                log.warning("Stopping now: unfinished events go back to the queue")
-
-        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+    def _on_signal(self, signum: int) -> None:
+        first = self._stopping == 0
+        self.stop()
+        if first:
+            log.warning(
+                "%s: finishing the requests in flight (at most %.0f s), then stopping; "
+                "send it again to stop at once",
+                signal.Signals(signum).name,
+                self.grace,
+            )
+        else:
+            log.warning("Stopping now: unfinished events go back to the queue")
 
     def _start_senders(self) -> None:
         for number in range(self.concurrency):
