@@ -899,8 +899,24 @@ def test_reset_forgets_what_was_received_but_keeps_settings_and_contacts(
     assert sandbox.stats.requests == 0
     assert sandbox.stats.by_status == {}
     assert sandbox.settings.latency == 0.01
-    assert sandbox.state.faults.pending == []
+    assert sandbox.script() == []
     # The same event again is new, not a duplicate; the declared contact is still known.
     assert post(sandbox.url).status_code == 202
     assert sandbox.stats.duplicates == 0
     assert sandbox.stats.events == 1
+
+
+def test_reset_forgets_contacts_events_created_and_the_rate_windows(emulator: Sandbox) -> None:
+    reset_at = pin_mid_window(emulator)
+    emulator.configure(rate_limit=5)
+    for n in range(3):
+        post(emulator.url, body(user_id=f"u{n}"))
+    assert len(emulator.contacts) == 3
+
+    emulator.reset()
+
+    assert emulator.contacts == []
+    answer = post(emulator.url, body(user_id="u0"))
+    assert answer.headers["X-RateLimit-Remaining"] == "4"
+    assert answer.headers["X-RateLimit-Reset"] == str(reset_at)
+    assert emulator.stats.events == 1

@@ -59,10 +59,11 @@ From a shell, or as a subprocess (the first stdout line ends with the URL)::
 
 from __future__ import annotations
 
+from .contacts import Contact
 from .faults import Fault, FaultKind
+from .records import ReceivedEvent, ReceivedSummary, RequestRecord, Stats
 from .server import Sandbox
 from .settings import DEFAULT_TOKEN, Settings
-from .state import Contact, ReceivedEvent, ReceivedSummary, RequestRecord, Stats
 from .validation import EventWarning
 
 __all__ = [

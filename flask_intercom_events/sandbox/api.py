@@ -17,8 +17,9 @@ from urllib.parse import urlencode
 
 from .faults import Fault, FaultKind
 from .ratelimit import limit_message, window_reset
+from .records import ReceivedEvent, ReceivedSummary
 from .settings import Settings
-from .state import ReceivedEvent, ReceivedSummary, SandboxState
+from .state import SandboxState, Verdict
 from .validation import (
     ErrorItem,
     EventWarning,
@@ -59,30 +60,27 @@ class IntercomApi:
 
     def handle(self, request: Request, now: float) -> Reply:
         """The reply to one API request received at Unix time ``now``; counts and logs it."""
-        state = self.state
-        with state.lock:
-            settings = state.settings
-            request_id = state.new_request_id()
-            fault = state.faults.next(settings)
-            delay = state.faults.latency(settings)
-            if fault.kind is FaultKind.DROP:
-                reply = Reply(0, drop=True)
-            elif fault.kind is FaultKind.ERROR:
-                reply = _injected_error(fault, request_id)
-            elif fault.kind is FaultKind.THROTTLE:
-                reply = _injected_throttle(settings, request_id, now)
-            else:
-                reply = self._answer(request, settings, request_id, now)
-                if fault.kind is FaultKind.STALL:
-                    delay += settings.stall_seconds if fault.seconds is None else fault.seconds
-            state.record_request(
-                method=request.method,
-                target=request.target,
-                status=None if reply.drop else reply.status,
-                fault=None if fault.kind is FaultKind.OK else fault,
-                request_id=request_id,
-                now=now,
-            )
+        admission = self.state.admit()
+        settings, request_id, fault = admission.settings, admission.request_id, admission.fault
+        delay = admission.delay
+        if fault.kind is FaultKind.DROP:
+            reply = Reply(0, drop=True)
+        elif fault.kind is FaultKind.ERROR:
+            reply = _injected_error(fault, request_id)
+        elif fault.kind is FaultKind.THROTTLE:
+            reply = _injected_throttle(settings, request_id, now)
+        else:
+            reply = self._answer(request, settings, request_id, now)
+            if fault.kind is FaultKind.STALL:
+                delay += settings.stall_seconds if fault.seconds is None else fault.seconds
+        self.state.record_request(
+            method=request.method,
+            target=request.target,
+            status=None if reply.drop else reply.status,
+            fault=None if fault.kind is FaultKind.OK else fault,
+            request_id=request_id,
+            now=now,
+        )
         return _amend(reply, (("X-Request-Id", request_id),), delay)
 
     def _answer(self, request: Request, settings: Settings, request_id: str, now: float) -> Reply:
@@ -92,7 +90,7 @@ class IntercomApi:
         headers: tuple[tuple[str, str], ...] = ()
         try:
             if settings.rate_limit is not None:
-                decision = self.state.windows.hit(
+                decision = self.state.count_call(
                     token, now, settings.rate_limit, settings.rate_window
                 )
                 headers = decision.headers()
@@ -123,7 +121,7 @@ class IntercomApi:
                 )
             if path == "/events":
                 return self._create_event(request, settings, request_id, now)
-            return self._create_summaries(request, request_id, now)
+            return self._create_summaries(request, settings, request_id, now)
         if path in ("/events", "/events/summaries"):
             raise Refusal(
                 405, ErrorItem("method_not_allowed", f"{method} is not allowed on {path}")
@@ -136,46 +134,42 @@ class IntercomApi:
         self, request: Request, settings: Settings, request_id: str, now: float
     ) -> Reply:
         checked = check_event(_decode(request.body))
-        identity = {"user_id": checked.user_id, "email": checked.email, "id": checked.id}
-        known = self.state.find_contact(**identity)
-        if known is None and settings.require_contacts:
-            raise Refusal(404, ErrorItem("not_found", "User Not Found"))
-        limit = settings.max_event_names
-        if (
-            limit is not None
-            and self.state.is_new_name(checked.event_name)
-            and self.state.name_count >= limit
-        ):
-            # Intercom's own answer, code and all (seen in the wild as {"code": "422", ...}).
-            raise Refusal(
-                422, ErrorItem("422", f"Cannot have more than {limit} active event names")
-            )
-        contact = known if known is not None else self.state.create_contact(**identity)
-        self.state.store_event(
+        verdict = self.state.accept_event(
             checked,
-            contact,
+            settings,
             raw=request.body,
             warnings=_header_warnings(request) + checked.warnings,
             request_id=request_id,
             now=now,
         )
+        if verdict is Verdict.NO_CONTACT:
+            raise Refusal(404, ErrorItem("not_found", "User Not Found"))
+        if verdict is Verdict.TOO_MANY_NAMES:
+            # Intercom's own answer, code and all (seen in the wild as {"code": "422", ...}).
+            raise Refusal(
+                422,
+                ErrorItem(
+                    "422", f"Cannot have more than {settings.max_event_names} active event names"
+                ),
+            )
         return Reply(202)
 
     # -- POST /events/summaries ------------------------------------------------------------
 
-    def _create_summaries(self, request: Request, request_id: str, now: float) -> Reply:
+    def _create_summaries(
+        self, request: Request, settings: Settings, request_id: str, now: float
+    ) -> Reply:
         checked = check_summaries(_decode(request.body))
-        contact = self.state.contact_for(user_id=checked.user_id)
-        if contact is None:
-            raise Refusal(404, ErrorItem("not_found", "User Not Found"))
-        self.state.store_summary(
+        summary = self.state.accept_summary(
             checked,
-            contact,
+            settings,
             raw=request.body,
             warnings=_header_warnings(request) + checked.warnings,
             request_id=request_id,
             now=now,
         )
+        if summary is None:
+            raise Refusal(404, ErrorItem("not_found", "User Not Found"))
         return Reply(200)
 
     # -- GET /events -----------------------------------------------------------------------
@@ -198,15 +192,15 @@ class IntercomApi:
         summary = _flag(query, "summary")
         per_page = _positive_int(query, "per_page", DEFAULT_PER_PAGE)
         page = _positive_int(query, "page", 1)
-        contact = self.state.find_contact(
+        found = self.state.history(
             **{"id" if lookup == "intercom_user_id" else lookup: query[lookup]}
         )
-        if contact is None:
+        if found is None:
             raise Refusal(404, ErrorItem("not_found", "User Not Found"))
+        contact, events, summaries = found
         answer: dict[str, Any] = {"type": "event.summary"}
-        events = self.state.events_of(contact)
         if summary:
-            answer["events"] = _summarise(events, self.state.summaries_of(contact))
+            answer["events"] = _summarise(events, summaries)
         else:
             listed = sorted(
                 (event for event in events if event.created_at >= now - LIST_WINDOW_SECONDS),

@@ -12,10 +12,10 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
+from .contacts import Contact
 from .faults import Fault
 from .server import Sandbox
 from .settings import DEFAULT_TOKEN
-from .state import Contact
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:

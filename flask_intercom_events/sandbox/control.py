@@ -16,8 +16,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from .contacts import Contact
 from .faults import Fault
-from .state import Contact, SandboxState
+from .state import SandboxState
 from .wire import Reply, Request, json_reply
 
 #: Every control route starts with this.
@@ -51,12 +52,12 @@ def handle_control(state: SandboxState, request: Request) -> Reply:
 
 
 def _received(state: SandboxState, _: Any) -> tuple[int, Any]:
-    with state.lock:
-        return 200, {
-            "events": [event.to_dict() for event in state.events],
-            "summaries": [summary.to_dict() for summary in state.summaries],
-            "stats": state.stats.to_dict(),
-        }
+    events, summaries, stats = state.snapshot()
+    return 200, {
+        "events": [event.to_dict() for event in events],
+        "summaries": [summary.to_dict() for summary in summaries],
+        "stats": stats.to_dict(),
+    }
 
 
 def _events(state: SandboxState, _: Any) -> tuple[int, Any]:
@@ -104,23 +105,19 @@ def _add_contacts(state: SandboxState, body: Any) -> tuple[int, Any]:
 
 
 def _get_script(state: SandboxState, _: Any) -> tuple[int, Any]:
-    with state.lock:
-        return 200, {"script": [str(fault) for fault in state.faults.pending]}
+    return 200, {"script": [str(fault) for fault in state.script]}
 
 
 def _extend_script(state: SandboxState, body: Any) -> tuple[int, Any]:
     items = body.get("script") if isinstance(body, dict) else body
     if not isinstance(items, list):
         raise ValueError('send {"script": ["500", "429", "drop", "stall:2", "ok"]}')
-    faults = [Fault.parse(item) for item in items]
-    with state.lock:
-        state.faults.extend(faults)
+    state.extend_script([Fault.parse(item) for item in items])
     return _get_script(state, None)
 
 
 def _clear_script(state: SandboxState, _: Any) -> tuple[int, Any]:
-    with state.lock:
-        state.faults.clear()
+    state.clear_script()
     return _get_script(state, None)
 
 

@@ -21,10 +21,12 @@ from types import TracebackType
 from typing import Any
 
 from .api import IntercomApi
+from .contacts import Contact
 from .control import handle_control, is_control
 from .faults import Fault
+from .records import ReceivedEvent, ReceivedSummary, RequestRecord, Stats
 from .settings import DEFAULT_TOKEN, Settings
-from .state import Contact, ReceivedEvent, ReceivedSummary, RequestRecord, SandboxState, Stats
+from .state import SandboxState
 from .validation import EventWarning
 from .wire import Reply, Request, json_reply
 
@@ -191,12 +193,7 @@ class Sandbox:
     @property
     def warnings(self) -> list[EventWarning]:
         """Every warning on stored events and summaries: assert it is empty."""
-        with self.state.lock:
-            received: list[ReceivedEvent | ReceivedSummary] = [
-                *self.state.events,
-                *self.state.summaries,
-            ]
-        return [warning for item in received for warning in item.warnings]
+        return self.state.warnings
 
     @property
     def contacts(self) -> list[Contact]:
@@ -242,9 +239,7 @@ class Sandbox:
         ``"408"``, ``"409"``), ``"429"``, ``"drop"``, ``"stall"``, ``"stall:SECONDS"``,
         ``"ok"``. Returns what is queued."""
         parsed = [fault if isinstance(fault, Fault) else Fault.parse(fault) for fault in faults]
-        with self.state.lock:
-            self.state.faults.extend(parsed)
-            return self.state.faults.pending
+        return self.state.extend_script(parsed)
 
     def reset(self) -> None:
         """Forget what was received and the counts; settings and declared contacts stay."""
