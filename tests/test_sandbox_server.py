@@ -184,6 +184,72 @@ def test_client_closing_mid_request_is_harmless(emulator: Sandbox) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("DELETE", "/events", "GET, HEAD, POST"),
+        ("PUT", "/events/summaries", "POST"),
+        ("GET", "/events/summaries", "POST"),
+        ("PUT", "/_sandbox/events", "GET, HEAD"),
+        ("GET", "/_sandbox/reset", "POST"),
+        ("DELETE", "/_sandbox/settings", "GET, HEAD, PATCH, POST"),
+        ("PUT", "/_sandbox/script", "DELETE, GET, HEAD, POST"),
+    ],
+)
+def test_405_names_the_allowed_methods(
+    emulator: Sandbox, method: str, path: str, allow: str
+) -> None:
+    response = requests.request(
+        method, emulator.url + path, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5
+    )
+
+    assert response.status_code == 405
+    assert response.headers["Allow"] == allow
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/_sandbox/stats", 200),
+        ("/_sandbox/nothing", 404),
+        ("/events?type=user&user_id=42", 200),
+        ("/events?type=user", 400),
+        ("/nothing", 404),
+    ],
+)
+def test_head_is_answered_like_get_without_a_body_on_a_kept_alive_connection(
+    emulator: Sandbox, path: str, status: int
+) -> None:
+    requests.post(
+        emulator.url + "/events",
+        data=BODY,
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=5,
+    )
+    auth = f"Authorization: Bearer {TOKEN}\r\n"
+    with requests.Session() as session:
+        got = session.get(emulator.url + path, headers={"Authorization": f"Bearer {TOKEN}"})
+        # HEAD then GET pipelined on one kept-alive connection: the GET's answer must follow
+        # the HEAD's headers at once (a HEAD body would be read as the next answer's start).
+        received = raw_exchange(
+            emulator.url,
+            f"HEAD {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n".encode()
+            + b"GET /_sandbox/stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        head = session.head(emulator.url + path, headers={"Authorization": f"Bearer {TOKEN}"})
+        after = session.get(emulator.url + "/_sandbox/stats")
+
+    head_part, _, rest = received.partition(b"\r\n\r\n")
+    assert statuses(head_part) == [status]
+    assert rest.startswith(b"HTTP/1.1 200 OK\r\n"), rest[:80]
+    assert json.loads(rest.partition(b"\r\n\r\n")[2])["events"] == 1
+    assert f"Content-Length: {len(got.content)}".encode() in head_part
+    assert (got.status_code, head.status_code, after.status_code) == (status, status, 200)
+    assert head.content == b""
+    assert head.headers["Content-Type"] == got.headers["Content-Type"]
+    assert after.json()["events"] == 1
+
+
 # -- life cycle ------------------------------------------------------------------------------------
 
 

@@ -3,7 +3,8 @@
 Order of checks, as Intercom does them: injected fault, bearer token (``401``), rate limit
 (every authenticated call counts; ``429``), route, write scope on POST (``403``), body
 (``400``), contact (``404``), active event names (``422``), then de-duplication (``202``
-either way).
+either way). ``HEAD /events`` is answered as ``GET`` (the server sends no body); a method a
+route does not take gets ``405`` with an ``Allow`` header.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ DEFAULT_PER_PAGE = 15
 DEFAULT_RATE_LIMIT = 1666
 
 _LOOKUPS = ("user_id", "email", "intercom_user_id")
+# The methods of each API route, as a 405's Allow header lists them.
+_ALLOWED = {"/events": ("GET", "HEAD", "POST"), "/events/summaries": ("POST",)}
 _ERROR_CODES = {408: "request_timeout", 409: "conflict"}
 
 
@@ -110,23 +113,28 @@ class IntercomApi:
     def _route(
         self, request: Request, token: str, settings: Settings, request_id: str, now: float
     ) -> Reply:
-        method, path = request.method, request.path
+        path = request.path
+        # HEAD is GET without the body (the server leaves the body out).
+        method = "GET" if request.method == "HEAD" else request.method
         if path == "/events" and method == "GET":
             return self._list_events(request, now)
-        if path in ("/events", "/events/summaries") and method == "POST":
-            if token not in settings.tokens:
-                raise Refusal(
-                    403,
-                    ErrorItem("forbidden", "Access Token does not have the write scope needed"),
-                )
-            if path == "/events":
-                return self._create_event(request, settings, request_id, now)
-            return self._create_summaries(request, settings, request_id, now)
-        if path in ("/events", "/events/summaries"):
-            raise Refusal(
-                405, ErrorItem("method_not_allowed", f"{method} is not allowed on {path}")
+        allowed = _ALLOWED.get(path)
+        if allowed is None:
+            raise Refusal(404, ErrorItem("not_found", f"No such endpoint: {method} {path}"))
+        if method not in allowed:
+            return error_reply(
+                405,
+                request_id,
+                [ErrorItem("method_not_allowed", f"{method} is not allowed on {path}")],
+                (("Allow", ", ".join(allowed)),),
             )
-        raise Refusal(404, ErrorItem("not_found", f"No such endpoint: {method} {path}"))
+        if token not in settings.tokens:
+            raise Refusal(
+                403, ErrorItem("forbidden", "Access Token does not have the write scope needed")
+            )
+        if path == "/events":
+            return self._create_event(request, settings, request_id, now)
+        return self._create_summaries(request, settings, request_id, now)
 
     # -- POST /events ----------------------------------------------------------------------
 

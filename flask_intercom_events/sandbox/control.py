@@ -8,6 +8,9 @@
 | ``GET``, ``PATCH`` (or ``POST``) ``/_sandbox/settings`` | read or change settings |
 | ``GET``, ``POST /_sandbox/contacts`` | list, or declare one contact or a list of them |
 | ``GET``, ``POST``, ``DELETE /_sandbox/script`` | the fault script: read, append, clear |
+
+``HEAD`` is answered wherever ``GET`` is, without the body; a method a route does not take
+gets ``405`` with an ``Allow`` header naming those it does.
 """
 
 from __future__ import annotations
@@ -38,11 +41,16 @@ def handle_control(state: SandboxState, request: Request) -> Reply:
     handlers = _ROUTES.get(route)
     if handlers is None:
         return json_reply(404, {"error": f"no control route {request.path}", "routes": _INDEX})
-    method = "POST" if request.method == "PATCH" and route == "settings" else request.method
+    # HEAD is GET without the body (the server leaves it out).
+    method = "GET" if request.method == "HEAD" else request.method
     handler = handlers.get(method)
     if handler is None:
-        allowed = ", ".join(sorted(handlers))
-        return json_reply(405, {"error": f"{request.method} {request.path}: use {allowed}"})
+        allowed = ", ".join(_allowed(handlers))
+        return json_reply(
+            405,
+            {"error": f"{request.method} {request.path}: use {allowed}"},
+            (("Allow", allowed),),
+        )
     try:
         body = json.loads(request.body) if request.body.strip() else None
         status, data = handler(state, body)
@@ -128,8 +136,13 @@ _ROUTES: dict[str, dict[str, _Handler]] = {
     "stats": {"GET": _stats},
     "requests": {"GET": _requests},
     "reset": {"POST": _reset},
-    "settings": {"GET": _get_settings, "POST": _set_settings},
+    "settings": {"GET": _get_settings, "PATCH": _set_settings, "POST": _set_settings},
     "contacts": {"GET": _get_contacts, "POST": _add_contacts},
     "script": {"GET": _get_script, "POST": _extend_script, "DELETE": _clear_script},
 }
 _INDEX = sorted(f"{CONTROL_PREFIX}/{route}" for route in _ROUTES)
+
+
+def _allowed(handlers: dict[str, _Handler]) -> list[str]:
+    """The methods a route answers, as a 405's ``Allow`` header lists them."""
+    return sorted({*handlers, "HEAD"} if "GET" in handlers else set(handlers))
