@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 import requests
 
-from flask_intercom_events.sandbox import Sandbox
+from flask_intercom_events.sandbox import KNOWN_API_VERSIONS, Sandbox
 
 from .clocks import Clock, pin_mid_window
 
@@ -324,9 +324,8 @@ def test_silent_mistakes_are_accepted_and_warned(
     [
         ({"Content-Type": "text/plain"}, "content_type"),
         ({"Accept": "*/*"}, "accept_header"),
-        ({"Intercom-Version": ""}, None),
     ],
-    ids=["content-type", "accept", "version-empty-is-sent"],
+    ids=["content-type", "accept"],
 )
 def test_header_mistakes_are_warned(
     emulator: Sandbox, headers: dict[str, str], code: str | None
@@ -345,6 +344,58 @@ def test_missing_intercom_version_is_warned(emulator: Sandbox) -> None:
 
     assert response.status_code == 202
     assert [warning.code for warning in emulator.warnings] == ["intercom_version_missing"]
+
+
+# -- Intercom-Version ------------------------------------------------------------------------
+
+#: Every version Intercom names (API notes, "Added facts"; the 2.11 and 2.16 OpenAPI enums).
+VERSIONS = [
+    *(f"1.{minor}" for minor in range(5)),
+    *(f"2.{minor}" for minor in range(17)),
+    "Unstable",
+    "Preview",
+]
+
+
+def test_known_versions_are_the_ones_intercom_names() -> None:
+    assert list(KNOWN_API_VERSIONS) == VERSIONS
+    # The 2.11 OpenAPI file's own enum (tests/data) is a subset.
+    schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))["schemas"]["intercom_version"]
+    assert set(schema["enum"]) <= set(KNOWN_API_VERSIONS)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_every_known_version_is_accepted(emulator: Sandbox, version: str) -> None:
+    assert post(emulator.url, headers={"Intercom-Version": version}).status_code == 202
+    listed = requests.get(
+        f"{emulator.url}/events?type=user&user_id=42",
+        headers={**HEADERS, "Intercom-Version": version},
+        timeout=5,
+    )
+    assert listed.status_code == 200
+    assert emulator.warnings == []
+
+
+@pytest.mark.parametrize(
+    "version", ["2.17", "3.0", "1.5", "2.011", "v2.11", "2", "preview", "unstable", "latest", ""]
+)
+@pytest.mark.parametrize("path", ["/events", "/events/summaries", "/events?type=user&user_id=42"])
+def test_unknown_version_is_refused_with_400(emulator: Sandbox, version: str, path: str) -> None:
+    headers = {**HEADERS, "Intercom-Version": version, "Content-Type": "application/json"}
+    method = "GET" if "?" in path else "POST"
+    sent = {"user_id": "42", "event_summaries": GOOD_SUMMARY} if "summaries" in path else body()
+
+    response = requests.request(method, emulator.url + path, json=sent, headers=headers, timeout=5)
+
+    assert_error(response, 400, "intercom_version_invalid")
+    assert response.json()["errors"][0]["message"] == "The requested version could not be found"
+    assert emulator.events == []
+    assert emulator.summaries == []
+
+
+def test_the_token_is_checked_before_the_version(emulator: Sandbox) -> None:
+    response = post(emulator.url, token="nobody", headers={"Intercom-Version": "9.9"})
+    assert_error(response, 401, "unauthorized")
 
 
 # -- tokens --------------------------------------------------------------------------------

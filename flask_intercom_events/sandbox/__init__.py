@@ -65,9 +65,11 @@ from .records import ReceivedEvent, ReceivedSummary, RequestRecord, Stats
 from .server import Sandbox
 from .settings import DEFAULT_TOKEN, Settings
 from .validation import EventWarning
+from .versions import KNOWN_API_VERSIONS
 
 __all__ = [
     "DEFAULT_TOKEN",
+    "KNOWN_API_VERSIONS",
     "Contact",
     "EventWarning",
     "Fault",

@@ -1,9 +1,12 @@
 """Intercom's Data Events API as the emulator answers it (pure: the clock is passed in).
 
-Order of checks, as Intercom does them: injected fault, bearer token (``401``), rate limit
-(every authenticated call counts; ``429``), route, write scope on POST (``403``), body
-(``400``), contact (``404``), active event names (``422``), then de-duplication (``202``
-either way). ``HEAD /events`` is answered as ``GET`` (the server sends no body); a method a
+Order of checks: injected fault, bearer token (``401``), rate limit (every authenticated
+call counts; ``429``), ``Intercom-Version`` (an unknown one: ``400
+intercom_version_invalid``; no header: the workspace's default applies), route, write scope
+on POST (``403``), body (``400``), contact (``404``), active event names (``422``), then
+de-duplication (``202`` either way). Intercom documents the statuses, not their order: this
+is the order its answers are seen in (where the version check falls is this emulator's
+choice). ``HEAD /events`` is answered as ``GET`` (the server sends no body); a method a
 route does not take gets ``405`` with an ``Allow`` header.
 """
 
@@ -28,6 +31,7 @@ from .validation import (
     check_event,
     check_summaries,
 )
+from .versions import VERSION_INVALID, is_known_version
 from .wire import Reply, Request, error_reply, json_reply
 
 #: Only events younger than this are listed by ``GET /events`` (summaries count them all).
@@ -105,6 +109,9 @@ class IntercomApi:
                             limit_message(settings.rate_limit, settings.rate_window),
                         ),
                     )
+            version = request.headers.get("intercom-version")
+            if version is not None and not is_known_version(version):
+                raise Refusal(400, ErrorItem(*VERSION_INVALID))
             reply = self._route(request, token, settings, request_id, now)
         except Refusal as refusal:
             return error_reply(refusal.status, request_id, refusal.errors, headers)
