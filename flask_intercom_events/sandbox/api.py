@@ -4,9 +4,8 @@ Order of checks: injected fault, bearer token (``401``), rate limit (every authe
 call counts; ``429``), ``Intercom-Version`` (an unknown one: ``400
 intercom_version_invalid``; no header: the workspace's default applies), route, write scope
 on POST (``403``), body (``400``), contact (``404``), active event names (``422``), then
-de-duplication (``202`` either way). Intercom documents the statuses, not their order: this
-is the order its answers are seen in (where the version check falls is this emulator's
-choice). ``HEAD /events`` is answered as ``GET`` (the server sends no body); a method a
+de-duplication (``202`` either way). Intercom documents the statuses, not the order it checks
+in; where the version check falls is this emulator's choice. ``HEAD /events`` is answered as ``GET`` (the server sends no body); a method a
 route does not take gets ``405`` with an ``Allow`` header.
 """
 
