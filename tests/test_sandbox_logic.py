@@ -17,6 +17,7 @@ from flask_intercom_events.sandbox.ratelimit import (
     window_reset,
     window_start,
 )
+from flask_intercom_events.sandbox.settings import fingerprint
 from flask_intercom_events.sandbox.validation import (
     Refusal,
     check_event,
@@ -191,8 +192,24 @@ def test_settings_normalise_and_round_trip() -> None:
     assert settings.tokens == ("a", "b")
     assert settings.rate_limit is None
     assert settings.max_event_names is None
-    assert Settings(**settings.to_dict()) == settings
+    shown = settings.to_dict()
+    assert shown["tokens"] == {"count": 2, "fingerprints": [fingerprint("a"), fingerprint("b")]}
+    assert Settings(**{**shown, "tokens": ["a", "b"], "read_only_tokens": []}) == settings
     assert Settings(read_only_tokens=("r",)).all_tokens == {"sandbox-token", "r"}
+
+
+def test_tokens_are_shown_as_fingerprints_only() -> None:
+    token = "tok_live_0123456789abcdef"
+    settings = Settings(tokens=(token,), read_only_tokens=(token + "-read",))
+
+    assert re.fullmatch("sha256:[0-9a-f]{12}", fingerprint(token))
+    assert fingerprint(token) != fingerprint(token + "-read")
+    assert token not in repr(settings)
+    assert token not in str(settings.to_dict())
+    for bad in ([token, 7], [token, ""], token):
+        with pytest.raises(ValueError, match="tokens") as caught:
+            Settings(tokens=bad)  # type: ignore[arg-type]
+        assert token not in str(caught.value)
 
 
 # -- validation --------------------------------------------------------------------------------

@@ -401,6 +401,70 @@ def test_control_requests_log_never_shows_the_token(busy: Sandbox) -> None:
     assert TOKEN not in response.text
 
 
+SECRET = "dG9rOnNlY3JldC1vZi10aGUtYXBw"
+READER_SECRET = "reader-secret-token-value"
+
+
+def test_no_control_route_ever_shows_a_token() -> None:
+    with Sandbox(tokens=[SECRET], read_only_tokens=[READER_SECRET]) as sandbox:
+        headers = {"Authorization": f"Bearer {SECRET}"}
+        # The tokens where a careless client might put them: a body, a query, a contact.
+        sent = {
+            "event_name": "leaked",
+            "created_at": NOW,
+            "user_id": "42",
+            "metadata": {"note": f"token={SECRET}", SECRET: READER_SECRET},
+        }
+        for _ in range(2):  # the second one is a duplicate
+            requests.post(sandbox.url + "/events", json=sent, headers=headers, timeout=5)
+        requests.get(
+            f"{sandbox.url}/events?type=user&user_id=42&access_token={SECRET}",
+            headers={"Authorization": f"Bearer {READER_SECRET}"},
+            timeout=5,
+        )
+        control(sandbox.url, "POST", "contacts", {"user_id": f"u-{SECRET}"})
+        answers = [
+            control(sandbox.url, "PATCH", "settings", {"latency": 0}),
+            control(sandbox.url, "PATCH", "settings", {"tokens": SECRET}),
+            control(sandbox.url, "PATCH", "settings", {"read_only_tokens": [READER_SECRET, 7]}),
+            control(sandbox.url, "POST", "contacts", {"user_id": 7, "email": SECRET}),
+            control(sandbox.url, "DELETE", "received"),
+            control(sandbox.url, "GET", "nothing"),
+        ]
+        routes = answers[-1].json()["routes"]
+        assert len(routes) >= 9
+        for route in routes:
+            answers.append(requests.get(sandbox.url + route, timeout=5))
+        answers.append(control(sandbox.url, "POST", "reset"))
+
+        for answer in answers:
+            for secret in (SECRET, READER_SECRET):
+                assert secret not in answer.text, (answer.url, answer.text[:300])
+        settings = control(sandbox.url, "GET", "settings").json()
+        assert settings["tokens"]["count"] == 1
+        assert settings["read_only_tokens"]["count"] == 1
+        # Still the real ones: the tokens were only hidden.
+        assert sandbox.settings.tokens == (SECRET,)
+
+
+@pytest.mark.parametrize("token", ['tok"quoted\\back', "dG9rL3NsYXNo+Kz/w==", "tok\ttab-token"])
+def test_a_token_needing_json_escapes_is_hidden_too(token: str) -> None:
+    with Sandbox(tokens=[token]) as sandbox:
+        sent = {"event_name": "e", "created_at": NOW, "user_id": "42", "metadata": {"t": token}}
+        answer = requests.post(
+            sandbox.url + "/events",
+            json=sent,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=5,
+        )
+        assert answer.status_code == 202
+        shown = control(sandbox.url, "GET", "events")
+
+    [event] = shown.json()["events"]
+    assert event["metadata"]["t"].startswith("[token sha256:")
+    assert token not in json.dumps(shown.json(), ensure_ascii=False)
+
+
 def test_request_log_is_bounded_but_counts_stay_exact(emulator: Sandbox) -> None:
     emulator.configure(log_size=2)
     for _ in range(5):

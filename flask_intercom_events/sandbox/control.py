@@ -11,6 +11,11 @@
 
 ``HEAD`` is answered wherever ``GET`` is, without the body; a method a route does not take
 gets ``405`` with an ``Allow`` header naming those it does.
+
+No answer shows a token, though these routes need none: settings give each list of tokens as
+a count and fingerprints (``sha256:`` and 12 hex digits), and a token found anywhere else
+(in a received body, a logged query string, a contact, an error) is shown as
+``[token sha256:...]``. The Python API (``sandbox.events[0].body``...) keeps what was sent.
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ from typing import Any
 
 from .contacts import Contact
 from .faults import Fault
+from .settings import fingerprint
 from .state import SandboxState
-from .wire import Reply, Request, json_reply
+from .wire import JSON, Reply, Request, dump_json
 
 #: Every control route starts with this.
 CONTROL_PREFIX = "/_sandbox"
@@ -40,13 +46,14 @@ def handle_control(state: SandboxState, request: Request) -> Reply:
     route = request.path[len(CONTROL_PREFIX) :].strip("/")
     handlers = _ROUTES.get(route)
     if handlers is None:
-        return json_reply(404, {"error": f"no control route {request.path}", "routes": _INDEX})
+        return _reply(state, 404, {"error": f"no control route {request.path}", "routes": _INDEX})
     # HEAD is GET without the body (the server leaves it out).
     method = "GET" if request.method == "HEAD" else request.method
     handler = handlers.get(method)
     if handler is None:
         allowed = ", ".join(_allowed(handlers))
-        return json_reply(
+        return _reply(
+            state,
             405,
             {"error": f"{request.method} {request.path}: use {allowed}"},
             (("Allow", allowed),),
@@ -55,8 +62,48 @@ def handle_control(state: SandboxState, request: Request) -> Reply:
         body = json.loads(request.body) if request.body.strip() else None
         status, data = handler(state, body)
     except (ValueError, TypeError) as exc:
-        return json_reply(400, {"error": str(exc)})
-    return json_reply(status, data)
+        return _reply(state, 400, {"error": str(exc)})
+    return _reply(state, status, data)
+
+
+def _reply(
+    state: SandboxState, status: int, data: Any, headers: tuple[tuple[str, str], ...] = ()
+) -> Reply:
+    """A JSON reply in which no token shows.
+
+    Settings show tokens as fingerprints already; this catches a token wherever else a
+    client may have put it (an event body, a query string, a contact): in any string of the
+    answer, keys included, it is replaced by ``[token sha256:...]``. The answer is checked
+    once as text, and rebuilt only when a token is found in it.
+    """
+    body = dump_json(data)
+    found = [secret for secret in state.secrets if _as_json(secret) in body]
+    if found:
+        # Longest first, so a token holding another is replaced whole.
+        found.sort(key=len, reverse=True)
+        body = dump_json(
+            _redact(data, [(secret, f"[token {fingerprint(secret)}]") for secret in found])
+        )
+    return Reply(status, body, headers, JSON)
+
+
+def _as_json(text: str) -> bytes:
+    """``text`` as it appears inside a JSON string of :func:`dump_json` (escapes and all)."""
+    return dump_json(text)[1:-1]
+
+
+def _redact(data: Any, replacements: list[tuple[str, str]]) -> Any:
+    if isinstance(data, str):
+        for secret, shown in replacements:
+            data = data.replace(secret, shown)
+        return data
+    if isinstance(data, dict):
+        return {
+            _redact(key, replacements): _redact(value, replacements) for key, value in data.items()
+        }
+    if isinstance(data, (list, tuple)):
+        return [_redact(item, replacements) for item in data]
+    return data
 
 
 def _received(state: SandboxState, _: Any) -> tuple[int, Any]:

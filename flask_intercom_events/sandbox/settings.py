@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 #: The token the emulator accepts when none is given.
@@ -37,8 +38,9 @@ class Settings:
     - ``log_size``: how many requests the request log keeps (counts stay exact).
     """
 
-    tokens: tuple[str, ...] = (DEFAULT_TOKEN,)
-    read_only_tokens: tuple[str, ...] = ()
+    # Never in a repr: a test's failure output or a log line must not show them.
+    tokens: tuple[str, ...] = field(default=(DEFAULT_TOKEN,), repr=False)
+    read_only_tokens: tuple[str, ...] = field(default=(), repr=False)
     require_contacts: bool = False
     rate_limit: int | None = 1666
     rate_window: float = 10.0
@@ -110,10 +112,14 @@ class Settings:
         return self.replace(**changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form, as ``GET /_sandbox/settings`` shows it."""
+        """JSON form, as ``GET /_sandbox/settings`` shows it: each list of tokens as its
+        count and :func:`fingerprint` list, never the tokens themselves (anyone who can reach
+        the emulator can read its control routes, and under ``flask intercom sandbox`` the
+        token is the app's own)."""
         data = dataclasses.asdict(self)
-        data["tokens"] = list(self.tokens)
-        data["read_only_tokens"] = list(self.read_only_tokens)
+        for name in ("tokens", "read_only_tokens"):
+            tokens = getattr(self, name)
+            data[name] = {"count": len(tokens), "fingerprints": [fingerprint(t) for t in tokens]}
         return data
 
     @property
@@ -122,11 +128,22 @@ class Settings:
         return frozenset(self.tokens) | frozenset(self.read_only_tokens)
 
 
+def fingerprint(token: str) -> str:
+    """A token's public name: ``sha256:`` and the first 12 hex digits of its SHA-256, enough
+    to tell which token is meant, useless to authenticate with."""
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
 def _tokens(name: str, value: object) -> tuple[str, ...]:
+    # The messages name types and positions only: a value here may be a real token.
     if isinstance(value, str) or not isinstance(value, (list, tuple)):
-        raise ValueError(f"{name} must be a list of strings, got {value!r}")
-    if not all(isinstance(token, str) and token for token in value):
-        raise ValueError(f"{name} must hold non-empty strings, got {value!r}")
+        raise ValueError(f"{name} must be a list of strings, got a {type(value).__name__}")
+    for index, token in enumerate(value):
+        if not isinstance(token, str) or not token:
+            raise ValueError(
+                f"{name} must hold non-empty strings; item {index} is "
+                f"{'empty' if token == '' else 'a ' + type(token).__name__}"
+            )
     return tuple(value)
 
 

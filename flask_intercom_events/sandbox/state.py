@@ -87,6 +87,9 @@ class SandboxState:
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._settings = settings
+        # Every token ever configured: a control answer hides a token even after it was
+        # replaced, since what was received under it may still hold it.
+        self._secrets = set(settings.all_tokens)
         self._declared = ContactBook()
         for contact in contacts:
             self._declared.add(contact)
@@ -110,7 +113,14 @@ class SandboxState:
             if settings.log_size != self._settings.log_size:
                 received.log = deque(received.log, maxlen=settings.log_size)
             self._settings = settings
+            self._secrets |= settings.all_tokens
             return settings
+
+    @property
+    def secrets(self) -> frozenset[str]:
+        """Every token configured since the start (replaced ones included)."""
+        with self._lock:
+            return frozenset(self._secrets)
 
     def add_contact(self, contact: Contact) -> Contact:
         """Declare ``contact`` (kept by :meth:`reset`); events for it are then accepted."""
