@@ -520,6 +520,102 @@ def test_duplicate_key_is_contact_name_and_created_at(
     assert emulator.stats.events == (1 if duplicate else 2)
 
 
+def test_five_distinct_events_of_one_name_in_one_second_are_one_stored_and_four_duplicates(
+    emulator: Sandbox,
+) -> None:
+    sent = [body(metadata={"invite_code": f"CODE-{n}"}) for n in range(5)]
+
+    answers = [post(emulator.url, item) for item in sent]
+
+    assert [answer.status_code for answer in answers] == [202] * 5
+    [stored] = emulator.events
+    assert stored.body == sent[0]
+    assert emulator.stats.duplicates == 4
+    assert [duplicate.body for duplicate in emulator.duplicates] == sent[1:]
+    assert {duplicate.stored for duplicate in emulator.duplicates} == {stored}
+    assert [duplicate.request_id for duplicate in emulator.duplicates] == [
+        answer.headers["X-Request-Id"] for answer in answers[1:]
+    ]
+    shown = requests.get(emulator.url + "/_sandbox/duplicates", timeout=5).json()
+    assert shown["count"] == 4
+    assert [item["body"] for item in shown["duplicates"]] == sent[1:]
+    assert {item["duplicate_of"]["request_id"] for item in shown["duplicates"]} == {
+        answers[0].headers["X-Request-Id"]
+    }
+
+
+def test_one_event_delivered_three_times_is_stored_once(emulator: Sandbox) -> None:
+    answers = [post(emulator.url, body()) for _ in range(3)]
+
+    assert [answer.status_code for answer in answers] == [202] * 3
+    assert len(emulator.events) == 1
+    assert emulator.stats.duplicates == 2
+    assert [duplicate.body for duplicate in emulator.duplicates] == [body(), body()]
+
+
+@pytest.mark.parametrize(
+    "again",
+    [
+        {"email": "ada@example.com"},
+        {"email": "ADA@EXAMPLE.COM"},
+        {"user_id": "42", "email": "ada@example.com"},
+        "intercom-id",
+    ],
+    ids=["email", "email-case", "both", "intercom-id"],
+)
+def test_a_declared_contact_is_one_contact_whichever_identifier_names_it(
+    sandbox: Sandbox, again: dict[str, str] | str
+) -> None:
+    [ada, _] = sandbox.contacts
+    identity = {"id": ada.id} if again == "intercom-id" else again
+    assert isinstance(identity, dict)
+
+    first = post(sandbox.url, body())
+    second = post(sandbox.url, {**body("user_id"), **identity})
+
+    assert (first.status_code, second.status_code) == (202, 202)
+    assert len(sandbox.events) == 1
+    [duplicate] = sandbox.duplicates
+    assert duplicate.stored.intercom_user_id == ada.id
+    assert duplicate.body == {**body("user_id"), **identity}
+
+
+def test_without_declared_contacts_the_identifiers_given_name_the_contact(
+    emulator: Sandbox,
+) -> None:
+    # Nothing says user 42 and ada@example.com are one person: two contacts, two events.
+    post(emulator.url, body())
+    post(emulator.url, body("user_id", email="ada@example.com"))
+    assert emulator.stats.duplicates == 0
+    # An event naming both makes one contact of them; later events by either are its.
+    post(emulator.url, body(user_id="7", email="bob@example.com"))
+    post(emulator.url, body("user_id", email="BOB@example.com"))
+    post(emulator.url, body(user_id="7"))
+
+    assert len(emulator.events) == 3
+    assert emulator.stats.duplicates == 2
+    assert len(emulator.contacts) == 3
+
+
+def test_duplicates_kept_are_bounded_but_counted_exactly(emulator: Sandbox) -> None:
+    emulator.configure(log_size=2)
+    for n in range(6):
+        post(emulator.url, body(metadata={"try": n}))
+
+    assert emulator.stats.duplicates == 5
+    assert [duplicate.body["metadata"] for duplicate in emulator.duplicates] == [
+        {"try": 4},
+        {"try": 5},
+    ]
+    assert requests.get(emulator.url + "/_sandbox/duplicates", timeout=5).json()["count"] == 5
+
+    emulator.reset()
+
+    assert emulator.duplicates == []
+    assert post(emulator.url, body()).status_code == 202
+    assert emulator.stats.duplicates == 0
+
+
 def test_duplicates_count_against_the_rate_limit(emulator: Sandbox) -> None:
     emulator.configure(rate_limit=2)
     reset = pin_mid_window(emulator)

@@ -61,7 +61,7 @@ from __future__ import annotations
 
 from .contacts import Contact
 from .faults import Fault, FaultKind
-from .records import ReceivedEvent, ReceivedSummary, RequestRecord, Stats
+from .records import Duplicate, ReceivedEvent, ReceivedSummary, RequestRecord, Stats
 from .server import Sandbox
 from .settings import DEFAULT_TOKEN, Settings
 from .validation import EventWarning
@@ -71,6 +71,7 @@ __all__ = [
     "DEFAULT_TOKEN",
     "KNOWN_API_VERSIONS",
     "Contact",
+    "Duplicate",
     "EventWarning",
     "Fault",
     "FaultKind",

@@ -47,6 +47,14 @@ class Contact:
 class ContactBook:
     """Contacts indexed by each identifier: ``id``, ``user_id``, ``email`` (case-insensitive).
 
+    This is what makes "the same contact" for de-duplication: an event's contact is the one
+    its ``id``, else its ``user_id``, else its ``email`` finds. A declared contact is thus
+    one contact whichever of its identifiers an event gives. Without declared contacts the
+    emulator cannot know that ``user_id`` 42 and ``ada@example.com`` are one person: the
+    first event naming an unknown contact creates one holding the identifiers that event
+    gave, so two events are one contact's only when an identifier they give was given
+    together with the other's before (events never add identifiers to a contact).
+
     Not thread-safe on its own: the emulator's state guards it.
     """
 

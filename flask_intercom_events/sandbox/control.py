@@ -2,8 +2,9 @@
 
 | call | what |
 |---|---|
-| ``GET /_sandbox/received`` | ``{"events": [...], "summaries": [...], "stats": {...}}`` |
+| ``GET /_sandbox/received`` | ``{"events", "summaries", "duplicates", "stats"}`` |
 | ``GET /_sandbox/events``, ``/summaries``, ``/stats``, ``/requests`` | one of those parts |
+| ``GET /_sandbox/duplicates`` | ``{"count": n, "duplicates": [{"body", "duplicate_of"...}]}`` |
 | ``POST /_sandbox/reset`` | forget what was received (settings and declared contacts stay) |
 | ``GET``, ``PATCH`` (or ``POST``) ``/_sandbox/settings`` | read or change settings |
 | ``GET``, ``POST /_sandbox/contacts`` | list, or declare one contact or a list of them |
@@ -107,16 +108,25 @@ def _redact(data: Any, replacements: list[tuple[str, str]]) -> Any:
 
 
 def _received(state: SandboxState, _: Any) -> tuple[int, Any]:
-    events, summaries, stats = state.snapshot()
+    events, summaries, duplicates, stats = state.snapshot()
     return 200, {
         "events": [event.to_dict() for event in events],
         "summaries": [summary.to_dict() for summary in summaries],
+        "duplicates": [duplicate.to_dict() for duplicate in duplicates],
         "stats": stats.to_dict(),
     }
 
 
 def _events(state: SandboxState, _: Any) -> tuple[int, Any]:
     return 200, {"events": [event.to_dict() for event in state.events]}
+
+
+def _duplicates(state: SandboxState, _: Any) -> tuple[int, Any]:
+    _, _, duplicates, stats = state.snapshot()
+    return 200, {
+        "count": stats.duplicates,
+        "duplicates": [duplicate.to_dict() for duplicate in duplicates],
+    }
 
 
 def _summaries(state: SandboxState, _: Any) -> tuple[int, Any]:
@@ -179,6 +189,7 @@ def _clear_script(state: SandboxState, _: Any) -> tuple[int, Any]:
 _ROUTES: dict[str, dict[str, _Handler]] = {
     "received": {"GET": _received},
     "events": {"GET": _events},
+    "duplicates": {"GET": _duplicates},
     "summaries": {"GET": _summaries},
     "stats": {"GET": _stats},
     "requests": {"GET": _requests},

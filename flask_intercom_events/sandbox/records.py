@@ -1,5 +1,5 @@
-"""What the emulator keeps of what it received: stored events and summaries, the request
-log, and the counts. Frozen values, safe to hand to any thread."""
+"""What the emulator keeps of what it received: stored events and summaries, duplicates, the
+request log, and the counts. Frozen values, safe to hand to any thread."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from .validation import MAX_METADATA_KEYS, EventWarning
 
 @dataclass(frozen=True)
 class ReceivedEvent:
-    """An event the emulator stored (duplicates are counted, not stored).
+    """An event the emulator stored (duplicates are kept apart, see :class:`Duplicate`).
 
     ``event_name`` and ``metadata`` are as Intercom stores them (lower case, ``.``/``$`` as
     ``-``, the first 10 keys); ``body`` is the JSON object exactly as received (``raw``, its
@@ -79,6 +79,31 @@ class ReceivedEvent:
                 item[key] = value
         item["metadata"] = self.metadata
         return item
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """An event answered ``202`` but not stored: ``stored`` already has its identity
+    (contact, stored event name, ``created_at``). ``raw`` is the duplicate's body as sent."""
+
+    raw: bytes
+    stored: ReceivedEvent
+    request_id: str
+    received_at: float
+
+    @cached_property
+    def body(self) -> dict[str, Any]:
+        """The duplicate's JSON object as received."""
+        return _decode(self.raw)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form, as ``GET /_sandbox/duplicates`` shows it."""
+        return {
+            "body": self.body,
+            "request_id": self.request_id,
+            "received_at": self.received_at,
+            "duplicate_of": self.stored.to_dict(),
+        }
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from .contacts import Contact
 from .control import handle_control, is_control
 from .faults import Fault
 from .protocol import MAX_HEAD_BYTES, BadRequest, keep_alive, read_request, render
-from .records import ReceivedEvent, ReceivedSummary, RequestRecord, Stats
+from .records import Duplicate, ReceivedEvent, ReceivedSummary, RequestRecord, Stats
 from .settings import DEFAULT_TOKEN, Settings
 from .state import SandboxState
 from .validation import EventWarning
@@ -157,8 +157,15 @@ class Sandbox:
 
     @property
     def events(self) -> list[ReceivedEvent]:
-        """Events stored, in arrival order (duplicates are counted in :attr:`stats` only)."""
+        """Events stored, in arrival order (duplicates: :attr:`duplicates`)."""
         return self.state.events
+
+    @property
+    def duplicates(self) -> list[Duplicate]:
+        """The latest duplicates (at most ``log_size``), oldest first: events answered
+        ``202`` but not stored, each with ``body`` as sent and ``stored``, the event it
+        collided with. :attr:`stats` counts them all."""
+        return self.state.duplicates
 
     @property
     def summaries(self) -> list[ReceivedSummary]:

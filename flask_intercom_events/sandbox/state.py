@@ -21,7 +21,7 @@ from typing import Any
 from .contacts import Contact, ContactBook
 from .faults import Fault, FaultPlan
 from .ratelimit import RateDecision, RateWindows
-from .records import ReceivedEvent, ReceivedSummary, RequestRecord, Stats
+from .records import Duplicate, ReceivedEvent, ReceivedSummary, RequestRecord, Stats
 from .settings import Settings
 from .validation import CheckedEvent, CheckedSummary, EventWarning
 
@@ -57,6 +57,7 @@ class _Received:
     faults: FaultPlan
     ids: random.Random
     log: deque[RequestRecord]
+    duplicates: deque[Duplicate]
     windows: RateWindows = field(default_factory=RateWindows)
     events: list[ReceivedEvent] = field(default_factory=list)
     events_of: dict[str, list[ReceivedEvent]] = field(default_factory=dict)
@@ -76,6 +77,7 @@ class _Received:
             faults=FaultPlan(settings.seed),
             ids=random.Random(settings.seed),
             log=deque(maxlen=settings.log_size),
+            duplicates=deque(maxlen=settings.log_size),
         )
 
 
@@ -112,6 +114,7 @@ class SandboxState:
                 received.ids.seed(settings.seed)
             if settings.log_size != self._settings.log_size:
                 received.log = deque(received.log, maxlen=settings.log_size)
+                received.duplicates = deque(received.duplicates, maxlen=settings.log_size)
             self._settings = settings
             self._secrets |= settings.all_tokens
             return settings
@@ -192,8 +195,11 @@ class SandboxState:
 
         In Intercom's order: the contact (unknown and contacts required: ``NO_CONTACT``;
         else unknown ones are created), the active event names (a new name past the limit:
-        ``TOO_MANY_NAMES``), then the event's identity (contact, name, ``created_at``): a
-        duplicate is counted, not stored.
+        ``TOO_MANY_NAMES``), then the event's identity (contact, name as stored,
+        ``created_at``): a duplicate is counted and kept apart (the latest ``log_size``), not
+        stored. The contact is the one its identifiers find (see :class:`ContactBook`), so
+        one declared contact named by ``user_id`` in one event and by ``email`` or ``id`` in
+        another is one contact.
         """
         with self._lock:
             received = self._received
@@ -211,8 +217,10 @@ class SandboxState:
             if contact is None:
                 contact = received.contacts.add(Contact.make(**identity))
             key = (contact.id, checked.event_name, checked.created_at)
-            if key in received.stored:
+            stored = received.stored.get(key)
+            if stored is not None:
                 received.counts["duplicates"] += 1
+                received.duplicates.append(Duplicate(raw, stored, request_id, now))
                 return Verdict.DUPLICATE
             event = ReceivedEvent(
                 event_name=checked.event_name,
@@ -328,6 +336,13 @@ class SandboxState:
             return list(self._received.events)
 
     @property
+    def duplicates(self) -> list[Duplicate]:
+        """The latest duplicates (at most ``log_size``; ``stats.duplicates`` counts them
+        all), oldest first."""
+        with self._lock:
+            return list(self._received.duplicates)
+
+    @property
     def summaries(self) -> list[ReceivedSummary]:
         """Every stored summary, in arrival order."""
         with self._lock:
@@ -367,10 +382,12 @@ class SandboxState:
                 warnings=received.counts["warnings"],
             )
 
-    def snapshot(self) -> tuple[list[ReceivedEvent], list[ReceivedSummary], Stats]:
-        """Events, summaries and counts read at one instant."""
+    def snapshot(
+        self,
+    ) -> tuple[list[ReceivedEvent], list[ReceivedSummary], list[Duplicate], Stats]:
+        """Events, summaries, duplicates and counts read at one instant."""
         with self._lock:
-            return self.events, self.summaries, self.stats
+            return self.events, self.summaries, self.duplicates, self.stats
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Block until ``predicate()`` holds (checked after each request); ``False`` on
