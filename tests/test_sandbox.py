@@ -319,6 +319,53 @@ def test_silent_mistakes_are_accepted_and_warned(
         assert getattr(received, name) == value
 
 
+LONG = 256  # one past the 255 characters of Intercom Help Center article 175
+
+
+@pytest.mark.parametrize(
+    ("sent", "field"),
+    [
+        (body(event_name="e" * LONG), "event_name"),
+        (body(user_id="u" * LONG), "user_id"),
+        (body(email="a" * (LONG - 12) + "@example.com"), "email"),
+        (body(id="i" * LONG), "id"),
+        (body(metadata={"note": "x" * LONG}), "metadata.note"),
+        (body(metadata={"link": "https://example.org/" + "p" * LONG}), "metadata.link"),
+        (
+            body(metadata={"a": {"url": "https://a.example", "value": "v" * LONG}}),
+            "metadata.a.value",
+        ),
+    ],
+    ids=["name", "user_id", "email", "id", "string", "link", "rich-link-value"],
+)
+def test_string_too_long_for_every_string_the_model_bounds(
+    emulator: Sandbox, sent: dict[str, Any], field: str
+) -> None:
+    response = post(emulator.url, sent)
+
+    assert response.status_code == 202
+    assert [(warning.code, warning.field) for warning in emulator.warnings] == [
+        ("string_too_long", field)
+    ]
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        body(event_name="e" * 255, user_id="u" * 255, metadata={"note": "x" * 255}),
+        body(metadata={"a": {"url": "https://a.example/" + "p" * LONG, "value": "v"}}),
+        body(metadata={"price": {"amount": 1, "currency": "c" * LONG}}),
+        body(metadata={"k" * LONG: 1}),
+    ],
+    ids=["255-characters", "rich-link-url", "currency", "key"],
+)
+def test_no_string_too_long_for_strings_the_model_does_not_bound(
+    emulator: Sandbox, sent: dict[str, Any]
+) -> None:
+    assert post(emulator.url, sent).status_code == 202
+    assert emulator.warnings == []
+
+
 @pytest.mark.parametrize(
     ("headers", "code"),
     [
@@ -640,6 +687,39 @@ def test_new_event_name_past_the_limit_is_refused_with_422(emulator: Sandbox) ->
     assert_error(refused, 422, "422")
     assert refused.json()["errors"][0]["message"] == "Cannot have more than 2 active event names"
     assert post(emulator.url, body(event_name="one", created_at=NOW - 5)).status_code == 202
+
+
+def test_120_active_event_names_counted_as_intercom_stores_them(emulator: Sandbox) -> None:
+    assert emulator.settings.max_event_names == 120
+    for n in range(120):
+        assert post(emulator.url, body(event_name=f"did-thing-{n}", created_at=NOW - n)).ok
+
+    # Other spellings of a name it has are that name (case-insensitive, . and $ as -).
+    for again in ("DID-THING-0", "did.thing.1", "Did$Thing$2"):
+        assert post(emulator.url, body(event_name=again, created_at=NOW - 999)).status_code == 202
+    refusals = [
+        post(emulator.url, body(event_name=name)) for name in ("did-thing-120", "Brand.New")
+    ]
+
+    for refused in refusals:
+        assert_error(refused, 422, "422")
+        assert refused.json()["errors"][0]["message"] == (
+            "Cannot have more than 120 active event names"
+        )
+    stored = {event.event_name for event in emulator.events}
+    assert stored == {f"did-thing-{n}" for n in range(120)}
+    assert len(emulator.events) == 123
+    assert emulator.stats.by_status == {202: 123, 422: 2}
+
+
+def test_only_stored_events_make_a_name_active(sandbox: Sandbox) -> None:
+    sandbox.configure(max_event_names=1)
+    assert post(sandbox.url, body(event_name="a", user_id="nobody")).status_code == 404
+    assert_error(post(sandbox.url, body(event_name="b", created_at=-1)), 400, "parameter_invalid")
+
+    assert post(sandbox.url, body(event_name="c")).status_code == 202
+    assert post(sandbox.url, body(event_name="C", created_at=NOW - 1)).status_code == 202
+    assert post(sandbox.url, body(event_name="a")).status_code == 422
 
 
 # -- rate limit ------------------------------------------------------------------------------
