@@ -985,7 +985,12 @@ def test_summaries_for_an_unknown_contact_are_not_found(sandbox: Sandbox) -> Non
 
 @pytest.mark.parametrize(
     ("method", "path", "status"),
-    [("GET", "/contacts", 404), ("DELETE", "/events", 405), ("GET", "/events/summaries", 405)],
+    [
+        ("GET", "/admins", 404),
+        ("GET", "/contacts", 405),
+        ("DELETE", "/events", 405),
+        ("GET", "/events/summaries", 405),
+    ],
 )
 def test_unknown_routes(emulator: Sandbox, method: str, path: str, status: int) -> None:
     response = requests.request(method, emulator.url + path, headers=HEADERS, timeout=5)

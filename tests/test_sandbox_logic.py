@@ -132,6 +132,17 @@ def test_fault_plan_runs_the_script_then_the_rates() -> None:
     assert plan.pending == []
 
 
+def test_a_scripted_fault_with_a_path_waits_for_a_request_to_that_path() -> None:
+    plan = FaultPlan(seed=1)
+    plan.extend([Fault.parse("409@/contacts"), Fault.parse("500")])
+    settings = Settings()
+
+    drawn = [str(plan.next(settings, path)) for path in ("/events", "/events", "/contacts")]
+
+    assert drawn == ["500", "ok", "409@/contacts"]
+    assert Fault.parse("stall:2@/events") == Fault(FaultKind.STALL, seconds=2.0, path="/events")
+
+
 def test_fault_plan_rates_are_honoured_and_seeded() -> None:
     settings = Settings(error_rate=0.1, error_status=503, drop_rate=0.2, stall_rate=0.05, seed=4)
     plan = FaultPlan(settings.seed)
@@ -178,6 +189,7 @@ def test_fault_plan_latency_stays_within_the_jitter() -> None:
         ({"require_contacts": "yes"}, "require_contacts"),
         ({"log_size": 0}, "log_size"),
         ({"max_event_names": -5}, "max_event_names"),
+        ({"contact_visibility_delay": -1}, "contact_visibility_delay"),
         ({"latence": 1}, "unknown setting"),
     ],
 )

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from flask_intercom_events.sandbox import Sandbox
-from flask_intercom_events.sandbox.cli import main
+from flask_intercom_events.sandbox.cli import build_parser, main, sandbox_from_args
 
 TOKEN = "test-token"
 NOW = int(time.time()) - 60
@@ -382,6 +382,7 @@ def test_control_received_shows_events_summaries_and_counts(busy: Sandbox) -> No
         "dropped": 0,
         "faults": {},
         "warnings": 5,
+        "contacts_created": 0,
     }
     assert control(busy.url, "GET", "events").json()["events"] == received["events"]
     assert control(busy.url, "GET", "summaries").json()["summaries"] == received["summaries"]
@@ -631,8 +632,20 @@ def test_cli_help_names_every_option(capsys: pytest.CaptureFixture[str]) -> None
         "--script",
         "--max-event-names",
         "--log-size",
+        "--contact-visibility-delay",
     ):
         assert option in shown
+
+
+def test_cli_options_reach_the_settings() -> None:
+    args = build_parser().parse_args(
+        ["--contact-visibility-delay", "2.5", "--contact", "id=lead-1,role=lead"]
+    )
+    sandbox = sandbox_from_args(args)
+
+    assert sandbox.settings.contact_visibility_delay == 2.5
+    assert sandbox.settings.require_contacts
+    assert [contact.role for contact in sandbox.contacts] == ["lead"]
 
 
 @pytest.mark.parametrize(

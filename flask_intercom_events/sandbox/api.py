@@ -1,12 +1,16 @@
-"""Intercom's Data Events API as the emulator answers it (pure: the clock is passed in).
+"""Intercom's Data Events API, and ``POST /contacts``, as the emulator answers them (pure:
+the clock is passed in).
 
 Order of checks: injected fault, bearer token (``401``), rate limit (every authenticated
 call counts; ``429``), ``Intercom-Version`` (an unknown one: ``400
 intercom_version_invalid``; no header: the workspace's default applies), route, write scope
-on POST (``403``), body (``400``), contact (``404``), active event names (``422``), then
-de-duplication (``202`` either way). Intercom documents the statuses, not the order it checks
-in; where the version check falls is this emulator's choice. ``HEAD /events`` is answered as ``GET`` (the server sends no body); a method a
-route does not take gets ``405`` with an ``Allow`` header.
+on POST (``403``), body (``400``), contact (``404``; ``409`` for ``POST /contacts`` when one
+with that ``external_id`` exists), active event names (``422``), then de-duplication (``202``
+either way). Intercom documents the statuses, not the order it checks in; where the version
+check falls is this emulator's choice.
+
+``HEAD /events`` is answered as ``GET`` (the server sends no body); a method a route does not
+take gets ``405`` with an ``Allow`` header.
 """
 
 from __future__ import annotations
@@ -18,11 +22,13 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlencode
 
+from .contacts import check_new_contact, contact_object
 from .faults import Fault, FaultKind
 from .ratelimit import limit_message, window_reset
+from .received import Verdict
 from .records import ReceivedEvent, ReceivedSummary
 from .settings import Settings
-from .state import SandboxState, Verdict
+from .state import SandboxState
 from .validation import (
     ErrorItem,
     EventWarning,
@@ -42,7 +48,11 @@ DEFAULT_RATE_LIMIT = 1666
 
 _LOOKUPS = ("user_id", "email", "intercom_user_id")
 # The methods of each API route, as a 405's Allow header lists them.
-_ALLOWED = {"/events": ("GET", "HEAD", "POST"), "/events/summaries": ("POST",)}
+_ALLOWED = {
+    "/events": ("GET", "HEAD", "POST"),
+    "/events/summaries": ("POST",),
+    "/contacts": ("POST",),
+}
 _ERROR_CODES = {408: "request_timeout", 409: "conflict"}
 
 
@@ -55,7 +65,8 @@ _DECODER = json.JSONDecoder(parse_constant=_no_constant)
 
 
 class IntercomApi:
-    """Answers the API routes (``/events``, ``/events/summaries``) from a state.
+    """Answers the API routes (``/events``, ``/events/summaries``, ``/contacts``) from a
+    state.
 
     ``base_url`` builds ``pages.next`` links when a request has no ``Host`` header.
     """
@@ -66,7 +77,7 @@ class IntercomApi:
 
     def handle(self, request: Request, now: float) -> Reply:
         """The reply to one API request received at Unix time ``now``; counts and logs it."""
-        admission = self.state.admit()
+        admission = self.state.admit(request.path)
         settings, request_id, fault = admission.settings, admission.request_id, admission.fault
         delay = admission.delay
         if fault.kind is FaultKind.DROP:
@@ -140,6 +151,8 @@ class IntercomApi:
             )
         if path == "/events":
             return self._create_event(request, settings, request_id, now)
+        if path == "/contacts":
+            return self._create_contact(request, settings, request_id, now)
         return self._create_summaries(request, settings, request_id, now)
 
     # -- POST /events ----------------------------------------------------------------------
@@ -186,6 +199,23 @@ class IntercomApi:
             raise Refusal(404, ErrorItem("not_found", "User Not Found"))
         return Reply(200)
 
+    # -- POST /contacts --------------------------------------------------------------------
+
+    def _create_contact(
+        self, request: Request, settings: Settings, request_id: str, now: float
+    ) -> Reply:
+        new = check_new_contact(_decode(request.body))
+        contact, existed = self.state.create_contact(new, settings, now)
+        if existed:
+            raise Refusal(
+                409,
+                ErrorItem(
+                    "conflict",
+                    f"A contact matching those details already exists with id={contact.id}",
+                ),
+            )
+        return json_reply(200, contact_object(contact, new, int(now)))
+
     # -- GET /events -----------------------------------------------------------------------
 
     def _list_events(self, request: Request, now: float) -> Reply:
@@ -207,7 +237,7 @@ class IntercomApi:
         per_page = _positive_int(query, "per_page", DEFAULT_PER_PAGE)
         page = _positive_int(query, "page", 1)
         found = self.state.history(
-            **{"id" if lookup == "intercom_user_id" else lookup: query[lookup]}
+            now, **{"id" if lookup == "intercom_user_id" else lookup: query[lookup]}
         )
         if found is None:
             raise Refusal(404, ErrorItem("not_found", "User Not Found"))

@@ -76,6 +76,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     limits.add_argument(
         "--max-event-names", type=int, default=120, help="active event names; 0: no limit"
     )
+    limits.add_argument(
+        "--contact-visibility-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="a contact POST /contacts creates is still 404 to the events endpoints this long "
+        "(Intercom's search index is eventually consistent)",
+    )
 
     faults = parser.add_argument_group("injected faults (chances per API request, 0 to 1)")
     faults.add_argument("--error-rate", type=float, default=0.0, help="answer --error-status")
@@ -129,6 +137,7 @@ def sandbox_from_args(args: argparse.Namespace) -> Sandbox:
         seed=args.seed,
         max_event_names=args.max_event_names,
         log_size=args.log_size,
+        contact_visibility_delay=args.contact_visibility_delay,
         script=args.script,
     )
 

@@ -177,7 +177,8 @@ class Stats:
     events answered ``202`` but not stored; ``rate_limited``: ``429`` answers, injected ones
     included; ``summaries``: summaries stored; ``dropped``: connections closed unanswered;
     ``faults``: injected faults per kind (``error``, ``throttle``, ``stall``, ``drop``);
-    ``warnings``: warnings on stored events and summaries.
+    ``warnings``: warnings on stored events and summaries; ``contacts_created``: contacts
+    ``POST /contacts`` created.
     """
 
     requests: int = 0
@@ -189,6 +190,7 @@ class Stats:
     dropped: int = 0
     faults: dict[str, int] = field(default_factory=dict)
     warnings: int = 0
+    contacts_created: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (statuses as string keys)."""
@@ -202,6 +204,7 @@ class Stats:
             "dropped": self.dropped,
             "faults": dict(sorted(self.faults.items())),
             "warnings": self.warnings,
+            "contacts_created": self.contacts_created,
         }
 
 

@@ -64,6 +64,7 @@ class Sandbox:
         seed: int | None = None,
         max_event_names: int | None = 120,
         log_size: int = 10_000,
+        contact_visibility_delay: float = 0.0,
         script: Iterable[str | Fault] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -84,6 +85,7 @@ class Sandbox:
             seed=seed,
             max_event_names=max_event_names,
             log_size=log_size,
+            contact_visibility_delay=contact_visibility_delay,
         )
         declared = [_as_contact(contact) for contact in contacts or ()]
         self.state = SandboxState(settings, declared)

@@ -1,4 +1,5 @@
-"""The emulator's settings: tokens, contacts mode, rate limit, latency and fault rates."""
+"""The emulator's settings: tokens, contacts mode, rate limit, latency and fault rates,
+contacts' visibility delay."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 #: The token the emulator accepts when none is given.
 DEFAULT_TOKEN = "sandbox-token"
 
-_TIME_FIELDS = ("rate_window", "latency", "jitter", "stall_seconds")
+_TIME_FIELDS = ("rate_window", "latency", "jitter", "stall_seconds", "contact_visibility_delay")
 _RATE_FIELDS = ("error_rate", "throttle_rate", "stall_rate", "drop_rate")
 
 
@@ -35,7 +36,11 @@ class Settings:
     - ``seed``: seeds the random draws (faults, jitter, request ids) for repeatable runs.
     - ``max_event_names``: distinct event names a workspace may have (Intercom: 120); a new
       one past it gets ``422``. ``None`` or ``0``: no limit.
-    - ``log_size``: how many requests the request log keeps (counts stay exact).
+    - ``log_size``: how many requests the request log keeps, and how many duplicates are
+      kept (counts stay exact).
+    - ``contact_visibility_delay``: seconds during which a contact just created by
+      ``POST /contacts`` is still not found by the events endpoints (``404``), as Intercom's
+      eventually consistent search index may answer just after a create. ``0``: at once.
     """
 
     # Never in a repr: a test's failure output or a log line must not show them.
@@ -55,6 +60,7 @@ class Settings:
     seed: int | None = None
     max_event_names: int | None = 120
     log_size: int = 10_000
+    contact_visibility_delay: float = 0.0
 
     def __post_init__(self) -> None:
         # Lists from JSON or callers become tuples, so settings stay hashable and frozen.

@@ -1,84 +1,27 @@
 """What the emulator holds: its settings, the declared contacts, and one received-state value.
 
-Everything the API changes (events, summaries, counts, the request log, rate windows, the
-fault script, contacts that events created) lives in one :class:`_Received` value, which
-:meth:`SandboxState.reset` replaces whole: nothing can be forgotten by a reset, nor survive
-one by mistake. The lock is private: other modules call the methods below, each of which is
-atomic. No I/O: the clock is passed in by the caller.
+Everything the API changes (events, summaries, duplicates, counts, the request log, rate
+windows, the fault script, contacts that events or ``POST /contacts`` created) lives in one
+:class:`~.received.Received` value, which :meth:`SandboxState.reset` replaces whole: nothing can be
+forgotten by a reset, nor survive one by mistake. The lock is private: other modules call the
+methods below, each of which is atomic. No I/O: the clock is passed in by the caller.
 """
 
 from __future__ import annotations
 
-import enum
-import random
 import threading
 import uuid
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
-from .contacts import Contact, ContactBook
-from .faults import Fault, FaultPlan
-from .ratelimit import RateDecision, RateWindows
+from .contacts import Contact, ContactBook, NewContact
+from .faults import Fault
+from .ratelimit import RateDecision
+from .received import Admission, Received, Verdict
 from .records import Duplicate, ReceivedEvent, ReceivedSummary, RequestRecord, Stats
 from .settings import Settings
 from .validation import CheckedEvent, CheckedSummary, EventWarning
-
-#: A stored event's identity: (contact id, event name as stored, ``created_at``).
-EventKey = tuple[str, str, int]
-
-
-class Verdict(enum.Enum):
-    """What became of a ``POST /events`` body that passed validation."""
-
-    STORED = "stored"
-    DUPLICATE = "duplicate"
-    NO_CONTACT = "no_contact"
-    TOO_MANY_NAMES = "too_many_names"
-
-
-@dataclass(frozen=True)
-class Admission:
-    """What one API request gets on arrival: the settings in force, its request id, its
-    fault, and the latency to add."""
-
-    settings: Settings
-    request_id: str
-    fault: Fault
-    delay: float
-
-
-@dataclass
-class _Received:
-    """Everything received since the start or the last reset (replaced whole by a reset)."""
-
-    contacts: ContactBook
-    faults: FaultPlan
-    ids: random.Random
-    log: deque[RequestRecord]
-    duplicates: deque[Duplicate]
-    windows: RateWindows = field(default_factory=RateWindows)
-    events: list[ReceivedEvent] = field(default_factory=list)
-    events_of: dict[str, list[ReceivedEvent]] = field(default_factory=dict)
-    summaries: list[ReceivedSummary] = field(default_factory=list)
-    summaries_of: dict[str, list[ReceivedSummary]] = field(default_factory=dict)
-    stored: dict[EventKey, ReceivedEvent] = field(default_factory=dict)
-    names: set[str] = field(default_factory=set)
-    counts: Counter[str] = field(default_factory=Counter)
-    by_status: Counter[int] = field(default_factory=Counter)
-    faults_seen: Counter[str] = field(default_factory=Counter)
-
-    @classmethod
-    def fresh(cls, settings: Settings, declared: ContactBook) -> _Received:
-        """Nothing received yet: only the declared contacts are known."""
-        return cls(
-            contacts=declared.copy(),
-            faults=FaultPlan(settings.seed),
-            ids=random.Random(settings.seed),
-            log=deque(maxlen=settings.log_size),
-            duplicates=deque(maxlen=settings.log_size),
-        )
 
 
 class SandboxState:
@@ -95,7 +38,7 @@ class SandboxState:
         self._declared = ContactBook()
         for contact in contacts:
             self._declared.add(contact)
-        self._received = _Received.fresh(settings, self._declared)
+        self._received = Received.fresh(settings, self._declared)
 
     # -- settings, contacts, script ----------------------------------------------------------
 
@@ -140,7 +83,8 @@ class SandboxState:
 
     @property
     def contacts(self) -> list[Contact]:
-        """Every contact known: declared ones and, unless required, those events created."""
+        """Every contact known: declared ones, those ``POST /contacts`` created and, unless
+        contacts are required, those events created."""
         with self._lock:
             return list(self._received.contacts)
 
@@ -163,15 +107,15 @@ class SandboxState:
 
     # -- one API request -----------------------------------------------------------------------
 
-    def admit(self) -> Admission:
-        """Start an API request: its request id (UUID-shaped, repeatable under a seed), its
-        fault (the script first, then the rates) and its latency."""
+    def admit(self, path: str) -> Admission:
+        """Start an API request to ``path``: its request id (UUID-shaped, repeatable under a
+        seed), its fault (the script first, then the rates) and its latency."""
         with self._lock:
             received, settings = self._received, self._settings
             return Admission(
                 settings=settings,
                 request_id=str(uuid.UUID(int=received.ids.getrandbits(128), version=4)),
-                fault=received.faults.next(settings),
+                fault=received.faults.next(settings, path),
                 delay=received.faults.latency(settings),
             )
 
@@ -203,9 +147,11 @@ class SandboxState:
         """
         with self._lock:
             received = self._received
-            identity = {"user_id": checked.user_id, "email": checked.email, "id": checked.id}
-            contact = received.contacts.find(**identity)
+            user_id, email, id = checked.user_id, checked.email, checked.id
+            contact = received.contacts.find(user_id=user_id, email=email, id=id)
             if contact is None and settings.require_contacts:
+                return Verdict.NO_CONTACT
+            if contact is not None and not received.visible(contact, now):
                 return Verdict.NO_CONTACT
             limit = settings.max_event_names
             if (
@@ -215,7 +161,7 @@ class SandboxState:
             ):
                 return Verdict.TOO_MANY_NAMES
             if contact is None:
-                contact = received.contacts.add(Contact.make(**identity))
+                contact = received.contacts.add(Contact.make(user_id=user_id, email=email, id=id))
             key = (contact.id, checked.event_name, checked.created_at)
             stored = received.stored.get(key)
             if stored is not None:
@@ -260,6 +206,8 @@ class SandboxState:
                 if settings.require_contacts:
                     return None
                 contact = received.contacts.add(Contact.make(user_id=checked.user_id))
+            elif not received.visible(contact, now):
+                return None
             summary = ReceivedSummary(
                 user_id=checked.user_id,
                 intercom_user_id=contact.id,
@@ -278,20 +226,54 @@ class SandboxState:
             return summary
 
     def history(
-        self, *, user_id: str | None = None, email: str | None = None, id: str | None = None
+        self,
+        now: float,
+        *,
+        user_id: str | None = None,
+        email: str | None = None,
+        id: str | None = None,
     ) -> tuple[Contact, list[ReceivedEvent], list[ReceivedSummary]] | None:
         """A contact with its stored events and summaries, in arrival order; ``None`` when
-        no contact is known by the identifier given."""
+        no contact is known by the identifier given (or not yet visible at ``now``)."""
         with self._lock:
             received = self._received
             contact = received.contacts.find(user_id=user_id, email=email, id=id)
-            if contact is None:
+            if contact is None or not received.visible(contact, now):
                 return None
             return (
                 contact,
                 list(received.events_of.get(contact.id, ())),
                 list(received.summaries_of.get(contact.id, ())),
             )
+
+    def create_contact(
+        self, new: NewContact, settings: Settings, now: float
+    ) -> tuple[Contact, bool]:
+        """Create the contact ``POST /contacts`` asks for; ``(contact, True)`` when one with
+        its ``external_id`` exists already (that one, nothing created).
+
+        The new contact is found by events once ``settings.contact_visibility_delay`` has
+        passed; it is declared from then on, until :meth:`reset` forgets it with the rest of
+        what was received.
+        """
+        with self._lock:
+            received = self._received
+            if new.external_id is not None:
+                existing = received.contacts.with_external_id(new.external_id)
+                if existing is not None:
+                    return existing, True
+            contact = Contact(
+                # Intercom-shaped (24 hex digits), repeatable under a seed.
+                id=f"{received.ids.getrandbits(96):024x}",
+                user_id=new.external_id,
+                email=new.email,
+                role=new.role,
+            )
+            received.contacts.add(contact)
+            if settings.contact_visibility_delay:
+                received.visible_at[contact.id] = now + settings.contact_visibility_delay
+            received.counts["contacts_created"] += 1
+            return contact, False
 
     def record_request(
         self,
@@ -380,6 +362,7 @@ class SandboxState:
                 dropped=received.counts["dropped"],
                 faults=dict(received.faults_seen),
                 warnings=received.counts["warnings"],
+                contacts_created=received.counts["contacts_created"],
             )
 
     def snapshot(
@@ -397,7 +380,8 @@ class SandboxState:
 
     def reset(self) -> None:
         """Forget what was received, the counts, the rate windows, the script, and contacts
-        that events created; keep the settings and the declared contacts."""
+        that events or ``POST /contacts`` created; keep the settings and the declared
+        contacts."""
         with self._lock:
-            self._received = _Received.fresh(self._settings, self._declared)
+            self._received = Received.fresh(self._settings, self._declared)
             self._changed.notify_all()
