@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,8 @@ import requests
 
 from flask_intercom_events.sandbox import Sandbox
 from flask_intercom_events.sandbox.cli import build_parser, main, sandbox_from_args
+
+from .apps import make_app
 
 TOKEN = "test-token"
 NOW = int(time.time()) - 60
@@ -635,6 +638,40 @@ def test_cli_help_names_every_option(capsys: pytest.CaptureFixture[str]) -> None
         "--contact-visibility-delay",
     ):
         assert option in shown
+
+
+@pytest.mark.parametrize("prog", [None, "flask intercom sandbox"])
+def test_cli_help_shows_each_default_once_and_where_the_token_comes_from(
+    prog: str | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"], prog=prog)
+
+    shown = " ".join(capsys.readouterr().out.split())
+    for empty in ("(default: None)", "(default: [])", "(default: False)"):
+        assert empty not in shown
+    start = shown.index("--token TOKEN accepted")
+    token = shown[start : shown.index("--read-only-token TOKEN", start)]
+    assert token.count("default") == 1
+    assert "sandbox-token" in token
+    assert "INTERCOM_ACCESS_TOKEN" in token
+    for route in ("/_sandbox/received", "/_sandbox/duplicates", "/_sandbox/reset"):
+        assert route in shown
+    assert "POST /contacts" in shown
+    assert "Intercom-Version" in shown
+
+
+def test_flask_intercom_sandbox_help(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+
+    result = app.test_cli_runner().invoke(args=["intercom", "sandbox", "--help"])
+
+    assert result.exit_code == 0, result.output
+    shown = " ".join(result.output.split())
+    assert shown.startswith("usage: flask intercom sandbox")
+    assert "(default: None)" not in shown
+    assert "the app's INTERCOM_ACCESS_TOKEN" in shown
+    assert "test-token" not in shown
 
 
 def test_cli_options_reach_the_settings() -> None:
