@@ -141,6 +141,14 @@ def test_a_lead_is_addressed_by_its_intercom_id_only(strict: Sandbox, sent: dict
     assert event(strict.url, email="visitor@example.com").status_code == 404
 
 
+def test_a_lead_declared_in_python_is_addressed_by_its_id_only(strict: Sandbox) -> None:
+    lead = strict.add_contact(id="lead-1", email="visitor@example.com", role="lead")
+
+    assert event(strict.url, id="lead-1").status_code == 202
+    assert event(strict.url, email="visitor@example.com").status_code == 404
+    assert lead.to_dict()["role"] == "lead"
+
+
 def test_without_role_a_contact_is_a_user(strict: Sandbox) -> None:
     assert create(strict.url, {"email": "ada@example.com"}).json()["role"] == "user"
     assert create(strict.url, {"external_id": "7"}).json()["role"] == "user"

@@ -298,8 +298,14 @@ def test_contact_ids_are_made_up_stably_and_intercom_shaped() -> None:
 
 @pytest.mark.parametrize(
     "fields",
-    [{}, {"user_id": ""}, {"user_id": 42}, {"name": "Ada", "user_id": "1"}],
-    ids=["none", "empty", "number", "unknown-field"],
+    [
+        {},
+        {"user_id": ""},
+        {"user_id": 42},
+        {"name": "Ada", "user_id": "1"},
+        {"id": "x", "role": "admin"},
+    ],
+    ids=["none", "empty", "number", "unknown-field", "role"],
 )
 def test_bad_contacts_are_refused(fields: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="contact"):

@@ -30,15 +30,16 @@ from .wire import Reply, Request, json_reply
 
 
 class Sandbox:
-    """An Intercom Data Events API emulator on a real socket, run in a background thread.
+    """An Intercom API emulator on a real socket, run in a background thread.
 
     Every keyword is a :class:`~.settings.Settings` field, except ``host`` and ``port``
     (``0``: any free port), ``contacts`` (``None``: accept events for any contact; a list,
-    even empty, of :class:`Contact` or ``{"user_id"|"email"|"id": ...}`` mappings: only those,
-    others get ``404``), ``script`` (faults for the first requests, e.g. ``["500", "drop"]``)
-    and ``clock`` (Unix time source, for rate windows and the 90-day listing rule).
+    even empty, of :class:`Contact` or ``{"user_id"|"email"|"id"|"role": ...}`` mappings:
+    only those and the ones ``POST /contacts`` creates, others get ``404``), ``script``
+    (faults for the first requests, e.g. ``["500", "drop"]``) and ``clock`` (Unix time
+    source, for rate windows, the 90-day listing rule and ``contact_visibility_delay``).
 
-    >>> with Sandbox(tokens=["t"]) as sandbox:          # doctest: +SKIP
+    >>> with Sandbox(tokens=["test-token"]) as sandbox:          # doctest: +SKIP
     ...     requests.post(sandbox.url + "/events", json=..., headers=...)
     ...     sandbox.events[0].event_name
     """
@@ -223,10 +224,16 @@ class Sandbox:
         return self.state.configure(**changes)
 
     def add_contact(
-        self, *, user_id: str | None = None, email: str | None = None, id: str | None = None
+        self,
+        *,
+        user_id: str | None = None,
+        email: str | None = None,
+        id: str | None = None,
+        role: str = "user",
     ) -> Contact:
-        """Declare a contact (at any time); events for it are then accepted."""
-        return self.state.add_contact(Contact.make(user_id=user_id, email=email, id=id))
+        """Declare a contact (at any time; kept by :meth:`reset`); events for it are then
+        accepted. A ``lead`` is addressed by its ``id`` only."""
+        return self.state.add_contact(Contact.make(user_id=user_id, email=email, id=id, role=role))
 
     def script(self, *faults: str | Fault) -> list[Fault]:
         """Queue faults for the next API requests, one each, in order: ``"500"`` (any 5xx,
