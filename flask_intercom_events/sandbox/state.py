@@ -2,9 +2,9 @@
 
 Everything the API changes (events, summaries, duplicates, counts, the request log, rate
 windows, the fault script, contacts that events or ``POST /contacts`` created) lives in one
-:class:`~.received.Received` value, which :meth:`SandboxState.reset` replaces whole: nothing can be
-forgotten by a reset, nor survive one by mistake. The lock is private: other modules call the
-methods below, each of which is atomic. No I/O: the clock is passed in by the caller.
+:class:`~.received.Received` value, which :meth:`SandboxState.reset` replaces whole:
+nothing can be forgotten by a reset, nor survive one by mistake. The lock is private: other
+modules call the methods below, each of which is atomic. No I/O: the clock is passed in.
 """
 
 from __future__ import annotations
