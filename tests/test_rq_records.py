@@ -52,28 +52,32 @@ def connection(redis_url: str) -> redis.Redis:
     return redis.Redis.from_url(redis_url)
 
 
+def text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def snapshot(connection: redis.Redis, queue: str, job_id: str) -> dict[str, Any]:
     """Everything about one job in Redis, as shapes: field names, and what RQ reads."""
     raw = connection.hgetall(Job.key_for(job_id))
     job = Job.fetch(job_id, connection=connection, serializer=JobSerializer) if raw else None
     started = StartedJobRegistry(queue, connection=connection)
-    members = [m.decode() for m in connection.zrange(started.key, 0, -1)]
+    members = [text(m) for m in connection.zrange(started.key, 0, -1)]
     executions = job.get_executions() if job is not None else []
     return {
-        "fields": sorted(k.decode() for k in raw),
+        "fields": sorted(text(k) for k in raw),
         "status": job.get_status() if job is not None else None,
         "worker_name": bool(job.worker_name) if job is not None else None,
         "started_at": job.started_at is not None if job is not None else None,
         "ended_at": job.ended_at is not None if job is not None else None,
         "in_started": [m.split(":")[0] == job_id for m in members],
         "executions": [
-            (sorted(k.decode() for k in connection.hgetall(e.key)), f"{job_id}:{e.id}" in members)
+            (sorted(text(k) for k in connection.hgetall(e.key)), f"{job_id}:{e.id}" in members)
             for e in executions
         ],
         "in_failed": job_id in FailedJobRegistry(queue, connection=connection).get_job_ids(),
         "results": bool(connection.exists(f"rq:results:{job_id}")),
         "keys": sorted(
-            _shape(key.decode(), job_id, [e.id for e in executions])
+            _shape(text(key), job_id, [e.id for e in executions])
             for key in connection.scan_iter(f"*{job_id}*")
         ),
     }
