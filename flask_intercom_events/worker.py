@@ -135,7 +135,6 @@ class DeliveryWorker:
         self._done: list[Outcome] = []
         self._threads: list[threading.Thread] = []
         self._stopping = 0
-        self._registered = False
         self._redis_down_since: float | None = None
         self._machine = machine_id()
         self._started_at = time.time()
@@ -319,9 +318,9 @@ class DeliveryWorker:
         }
 
     def _housekeeping(self) -> None:
-        if not self._registered:
-            self.store.register(self.name)
-            self._registered = True
+        # Every beat (one idempotent SADD): after a Redis restart that lost its data, what this
+        # worker holds from then on must still be counted and, should it die, reclaimed.
+        self.store.register(self.name)
         self.presence.beat(busy=bool(self.held), details=self.details())
         self.store.heartbeat(self.name, self.held.values(), self.lease)
         others = [name for name in self.store.worker_names() if name != self.name]
