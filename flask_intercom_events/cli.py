@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from datetime import datetime, timezone
 
 import click
 import redis
 from flask import current_app
 from flask.cli import AppGroup
 
-from .extension import state_of
-
-if TYPE_CHECKING:
-    from .delivery import DeliveryQueue
+from .backlog import read_status
+from .backlog import requeue_failed as requeue_failed_events
+from .errors import IntercomAPIError, IntercomEventsError
+from .events import Event, Identity
+from .presence import Presence
+from .ratelimit import RateBudget
+from .sandbox.cli import main as sandbox_main
+from .state import make_client, state_of
+from .store import DeliveryStore
+from .worker import DeliveryWorker, connect_worker_redis
 
 __all__ = ["intercom_cli"]
 
@@ -64,9 +72,6 @@ def worker(burst: bool, concurrency: int | None, queue_name: str | None) -> None
     first SIGTERM or Ctrl-C finishes the requests in flight and puts the rest back on the
     queue; a second one stops at once.
     """
-    import logging
-
-    from .worker import DeliveryWorker
 
     if not logging.getLogger().handlers:
         logging.basicConfig(
@@ -86,14 +91,11 @@ def worker(burst: bool, concurrency: int | None, queue_name: str | None) -> None
 def status(queue_name: str | None, as_json: bool) -> None:
     """Where every event is: queued, in flight, scheduled for a retry, failed (by reason),
     spooled on this machine; the workers; and the current rate window."""
-    import json
-
-    from .ratelimit import RateBudget
 
     state = state_of(current_app)
     settings = state.settings
     with _delivery_store(queue_name) as store:
-        found = store.status()
+        found = read_status(store, Presence(store.connection, store.name, "status", ttl=1))
         budget = (
             RateBudget(
                 store.connection,
@@ -113,7 +115,7 @@ def status(queue_name: str | None, as_json: bool) -> None:
             "moving": found.moving,
             "rq_queue": found.queued,
         },
-        "in_flight": found.started,
+        "in_flight": found.in_flight,
         "scheduled": found.scheduled,
         "next_retry_in": found.next_retry_in,
         "failed": found.failed,
@@ -141,7 +143,7 @@ def status(queue_name: str | None, as_json: bool) -> None:
         f"  queued      {found.waiting:>8}   (intake {detail['intake']}, moving "
         f"{detail['moving']}, RQ queue {detail['rq_queue']})"
     )
-    click.echo(f"  in flight   {found.started:>8}")
+    click.echo(f"  in flight   {found.in_flight:>8}")
     when = "" if found.next_retry_in is None else f"   (next in {found.next_retry_in:.1f} s)"
     click.echo(f"  scheduled   {found.scheduled:>8}{when}")
     click.echo(f"  failed      {found.failed:>8}")
@@ -184,10 +186,9 @@ def status(queue_name: str | None, as_json: bool) -> None:
 def requeue_failed(reason: str | None, queue_name: str | None) -> None:
     """Put failed events back on the queue, with a fresh retry history."""
     with _delivery_store(queue_name) as store:
-        total = store.status(with_reasons=False).failed
-        wanted = store.failed_ids(reason)
-        with click.progressbar(length=len(wanted), label="Requeueing failed events") as bar:
-            requeued = store.requeue(wanted, progress=bar.update)
+        total = int(store.connection.zcard(store.failed.key))
+        with click.progressbar(length=total, label="Requeueing failed events") as bar:
+            requeued = requeue_failed_events(store, reason, progress=bar.update)
     what = f" with reason {reason!r}" if reason else ""
     click.echo(f"Requeued {requeued} of {total} failed event(s){what}.")
 
@@ -224,11 +225,6 @@ def send(
 
         flask intercom send invited-friend --user-id 42 -m invite_code=ADDAFRIEND
     """
-    import json
-
-    from .errors import IntercomAPIError, IntercomEventsError
-    from .events import Event, Identity
-    from .extension import make_client
 
     settings = state_of(current_app).settings
     metadata: dict[str, object] = {}
@@ -290,11 +286,6 @@ def list_events(
 
     Give exactly one of --user-id, --email or --intercom-user-id. Every page is fetched.
     """
-    import json
-    from datetime import datetime, timezone
-
-    from .errors import IntercomAPIError, IntercomEventsError
-    from .extension import make_client
 
     settings = state_of(current_app).settings
     try:
@@ -346,25 +337,20 @@ def sandbox(args: tuple[str, ...]) -> None:
     It accepts this app's INTERCOM_ACCESS_TOKEN unless --token is given; point
     INTERCOM_API_BASE_URL at the URL it prints to deliver to it instead of Intercom.
     """
-    from .sandbox.cli import main
-
     argv = list(args)
     token = state_of(current_app).settings.access_token
     if token and "--token" not in argv and not any(a.startswith("--token=") for a in argv):
         argv += ["--token", token]
-    raise SystemExit(main(argv, prog="flask intercom sandbox"))
+    raise SystemExit(sandbox_main(argv, prog="flask intercom sandbox"))
 
 
 @contextmanager
-def _delivery_store(queue_name: str | None) -> Iterator[DeliveryQueue]:
+def _delivery_store(queue_name: str | None) -> Iterator[DeliveryStore]:
     """The app's delivery queue on a fresh connection; a Redis failure becomes a clear error."""
-    from .delivery import DeliveryQueue
-    from .worker import connect_worker_redis
-
     settings = state_of(current_app).settings
     connection = connect_worker_redis(settings.redis_url)
     try:
-        yield DeliveryQueue(
+        yield DeliveryStore(
             connection, queue_name or settings.queue, failure_ttl=settings.failure_ttl
         )
     except redis.RedisError as exc:

@@ -43,6 +43,7 @@ from .config import (
     check_token,
 )
 from .errors import ConfigurationError, InvalidEventError, RateLimitInfo
+from .events import EventSummary, Identity
 from .responses import (
     Answer,
     error_from_answer,
@@ -78,9 +79,6 @@ __all__ = [
     "parse_rate_limit",
     "parse_retry_after",
 ]
-
-_MILLISECONDS_FROM = 100_000_000_000
-_SUMMARY_KEYS = ("event_name", "count", "first", "last")
 
 
 @dataclass(frozen=True)
@@ -239,18 +237,22 @@ class IntercomClient:
         answer = self._send("POST", self._base_url + path, path, data=_json_body(path, body))
         return json_object(answer, "POST", path)
 
-    def submit_summaries(self, user_id: str, event_summaries: Mapping[str, Any]) -> SendResult:
+    def submit_summaries(
+        self, user_id: str, event_summaries: EventSummary | Mapping[str, Any]
+    ) -> SendResult:
         """Submit pre-aggregated counts for a user: ``POST /events/summaries``.
 
-        ``event_summaries`` is ``{"event_name": str, "count": int, "first": int, "last": int}``
-        with ``first`` and ``last`` Unix seconds, ``first <= last``. The event name is
-        lower-cased like an :class:`~flask_intercom_events.events.Event`'s. Arguments are
-        checked before anything is sent (:class:`~flask_intercom_events.errors.InvalidEventError`).
+        ``event_summaries`` is an :class:`~flask_intercom_events.events.EventSummary` or its
+        ``{"event_name": str, "count": int, "first": int, "last": int}`` mapping, with
+        ``first`` and ``last`` Unix seconds, ``first <= last``; the event name is lower-cased
+        like an event's. ``user_id`` follows an event's ``user_id`` rule. Arguments are checked
+        before anything is sent (:class:`~flask_intercom_events.errors.InvalidEventError`).
         """
-        body = {
-            "user_id": _check_identifier("user_id", user_id),
-            "event_summaries": _check_summaries(event_summaries),
-        }
+        # The presence and type check first, then the identity rule (UTF-8, spaces, length).
+        user = Identity(user_id=_check_identifier("user_id", user_id)).user_id
+        if not isinstance(event_summaries, EventSummary):
+            event_summaries = EventSummary.from_json(event_summaries)
+        body = {"user_id": user, "event_summaries": event_summaries.to_json()}
         return self._post("/events/summaries", body)
 
     def list_events(
@@ -346,68 +348,3 @@ def _json_body(path: str, payload: Mapping[str, Any]) -> bytes:
         return json.dumps(payload, ensure_ascii=False, allow_nan=False).encode("utf-8")
     except ValueError as exc:
         raise InvalidEventError(f"the body of POST {path} is not valid JSON: {exc}") from exc
-
-
-# --- argument checks -------------------------------------------------------------------------
-
-
-def _check_summaries(summaries: object) -> dict[str, Any]:
-    where = "event_summaries"
-    if not isinstance(summaries, Mapping):
-        raise InvalidEventError(
-            f"{where} must be a mapping with keys {', '.join(_SUMMARY_KEYS)}, "
-            f"got {type(summaries).__name__}",
-            field=where,
-        )
-    unknown = sorted(str(key) for key in summaries if key not in _SUMMARY_KEYS)
-    if unknown:
-        raise InvalidEventError(
-            f"{where} has unknown key(s) {', '.join(map(repr, unknown))}; "
-            f"allowed: {', '.join(_SUMMARY_KEYS)}",
-            field=where,
-        )
-    missing = [key for key in _SUMMARY_KEYS if key not in summaries]
-    if missing:
-        raise InvalidEventError(
-            f"{where} is missing {', '.join(map(repr, missing))}", field=f"{where}.{missing[0]}"
-        )
-    name = summaries["event_name"]
-    if not isinstance(name, str) or not name.strip() or name != name.strip():
-        raise InvalidEventError(
-            f"{where}.event_name must be a non-empty string without surrounding spaces, "
-            f"got {name!r}",
-            field=f"{where}.event_name",
-        )
-    if "." in name or "$" in name:
-        raise InvalidEventError(
-            f"{where}.event_name {name!r} contains '.' or '$', which Intercom stores as '-'; "
-            "use '-'",
-            field=f"{where}.event_name",
-        )
-    count = summaries["count"]
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise InvalidEventError(
-            f"{where}.count must be a positive integer, got {count!r}",
-            field=f"{where}.count",
-        )
-    times: dict[str, int] = {}
-    for key in ("first", "last"):
-        value = summaries[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InvalidEventError(
-                f"{where}.{key} must be Unix seconds (a non-negative int), got {value!r}",
-                field=f"{where}.{key}",
-            )
-        if value >= _MILLISECONDS_FROM:
-            raise InvalidEventError(
-                f"{where}.{key} {value} looks like milliseconds; Intercom expects Unix "
-                f"seconds: use {value // 1000}",
-                field=f"{where}.{key}",
-            )
-        times[key] = value
-    if times["first"] > times["last"]:
-        raise InvalidEventError(
-            f"{where}.first ({times['first']}) is after {where}.last ({times['last']})",
-            field=f"{where}.first",
-        )
-    return {"event_name": name.lower(), "count": count, **times}

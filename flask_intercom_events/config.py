@@ -82,6 +82,7 @@ DEFAULT_FAILURE_TTL = 365 * 24 * 3600
 DEFAULT_REDIS_TIMEOUT = 0.5
 DEFAULT_REDIS_SLOW = 0.05
 DEFAULT_MAX_SPREAD = 60
+DEFAULT_AUTH_PROBE_EVERY = 30.0
 
 # Printable ASCII without spaces: what an Intercom token is made of. Anything else is a
 # copy-paste accident, and ``requests`` would echo the header value (the token) in its error.
@@ -119,6 +120,7 @@ class Settings:
     create_contacts: bool = False
     metrics_port: int | None = None
     redis_slow: float = DEFAULT_REDIS_SLOW
+    auth_probe_every: float = DEFAULT_AUTH_PROBE_EVERY
 
     @property
     def window_budget(self) -> int:
@@ -218,6 +220,7 @@ class Settings:
             create_contacts=keys.flag("CREATE_CONTACTS", False),
             metrics_port=None if port is None else keys.whole("METRICS_PORT", 0, 1, 65535),
             redis_slow=redis_slow,
+            auth_probe_every=keys.seconds("AUTH_PROBE_EVERY", DEFAULT_AUTH_PROBE_EVERY, 0, 3600),
         )
 
 

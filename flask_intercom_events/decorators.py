@@ -11,7 +11,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 from flask import current_app, make_response
 
 from .events import Identity, MetadataInput
-from .extension import state_of
+from .state import state_of
 
 __all__ = ["track_event"]
 

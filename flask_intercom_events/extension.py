@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import Any, TypeAlias
@@ -12,19 +11,21 @@ from typing import Any, TypeAlias
 from blinker import Signal
 from flask import Flask, Response, current_app, has_app_context, has_request_context, request
 
+from .cli import intercom_cli
 from .config import Settings
 from .errors import ConfigurationError, IntercomAPIError, IntercomEventsError, InvalidEventError
 from .events import Event, Identity, MetadataInput
 from .identity import IdentityLoader, flask_login_available, identity_of_user, resolve_identity
 from .intake import Intake
+from .lines import encode_line
 from .signals import event_delivered, event_dropped, event_enqueued, event_failed, event_tracked
 from .spool import Spool
+from .state import EXTENSION_KEY, AppState, make_client, state_of
 
-__all__ = ["BeforeSend", "IntercomEvents"]
+__all__ = ["BeforeSend", "IntercomEvents", "state_of"]
 
 log = logging.getLogger("flask_intercom_events")
 
-EXTENSION_KEY = "intercom_events"
 # Kept in the WSGI environ, which lives as long as the request (an app context pushed inside
 # a view gets a new ``g``; the environ stays): the request's events, whether after_request has
 # tied them to the response's close, and whether teardown already handed them off.
@@ -36,23 +37,9 @@ BeforeSend = Callable[[Event], "Event | None"]
 
 #: What ``metadata=`` and ``identity=`` of :meth:`IntercomEvents.track_signal` accept.
 SignalMetadata: TypeAlias = (
-    "Mapping[str, MetadataInput] | Callable[..., Mapping[str, MetadataInput] | None]"
+    Mapping[str, MetadataInput] | Callable[..., Mapping[str, MetadataInput] | None]
 )
-SignalIdentity: TypeAlias = "Identity | Callable[..., Identity | None]"
-
-
-@dataclass
-class _AppState:
-    """Everything the extension keeps for one app, in ``app.extensions["intercom_events"]``."""
-
-    extension: IntercomEvents
-    settings: Settings
-    use_flask_login: bool
-    intake: Intake | None
-    client: Any  # IntercomClient | None, built for eager delivery
-
-    def __repr__(self) -> str:
-        return f"<IntercomEvents state delivery={self.settings.delivery!r}>"
+SignalIdentity: TypeAlias = Identity | Callable[..., Identity | None]
 
 
 class IntercomEvents:
@@ -104,7 +91,7 @@ class IntercomEvents:
             )
         elif settings.delivery == "eager":
             client = make_client(settings)
-        app.extensions[EXTENSION_KEY] = _AppState(
+        app.extensions[EXTENSION_KEY] = AppState(
             extension=self,
             settings=settings,
             use_flask_login=flask_login_available(),
@@ -113,8 +100,6 @@ class IntercomEvents:
         )
         app.after_request(_attach_pending)
         app.teardown_request(_flush_leftovers)
-        from .cli import intercom_cli
-
         if "intercom" not in app.cli.commands:
             app.cli.add_command(intercom_cli)
 
@@ -197,7 +182,7 @@ class IntercomEvents:
                     event_name,
                 )
                 return
-            state: _AppState | None = app.extensions.get(EXTENSION_KEY)
+            state: AppState | None = app.extensions.get(EXTENSION_KEY)
             if state is None or state.extension is not self:
                 return  # an app this extension does not serve
             meta_spec, who_spec = self._signal_mappings[key]
@@ -267,7 +252,7 @@ class IntercomEvents:
         metadata: Callable[[], Mapping[str, MetadataInput] | None],
         identity: Callable[[], Identity | None] | None,
         created_at: int | datetime | None,
-        state: _AppState,
+        state: AppState,
     ) -> Event | None:
         who = identity() if identity is not None else None
         if who is None:
@@ -293,7 +278,7 @@ class IntercomEvents:
                 )
         return event
 
-    def _dispatch(self, app: Flask, state: _AppState, event: Event) -> None:
+    def _dispatch(self, app: Flask, state: AppState, event: Event) -> None:
         delivery = state.settings.delivery
         if delivery == "rq":
             if has_request_context() and not request.environ.get(_FLUSHED):
@@ -312,48 +297,18 @@ class IntercomEvents:
 # --- helpers shared with the decorator and the worker ----------------------------------------
 
 
-def state_of(app: Flask) -> _AppState:
-    """The extension's state for ``app``; a clear error if ``init_app`` was never called."""
-    try:
-        state: _AppState = app.extensions[EXTENSION_KEY]
-    except KeyError:
-        raise ConfigurationError(
-            f"IntercomEvents is not initialised on app {app.name!r}: call "
-            "intercom.init_app(app) (or IntercomEvents(app)) in your app factory"
-        ) from None
-    return state
-
-
-def make_client(settings: Settings, *, pool_size: int | None = None) -> Any:
-    """The Intercom client for these settings (imported lazily: only it imports requests).
-
-    ``pool_size``: connections kept open, at least the requests in flight at once (the
-    worker's concurrency); the client's default when ``None``.
-    """
-    from .client import IntercomClient
-
-    if settings.access_token is None:
-        raise ConfigurationError("INTERCOM_ACCESS_TOKEN is required to talk to Intercom")
-    extra: dict[str, Any] = {} if pool_size is None else {"pool_size": pool_size}
-    return IntercomClient(
-        settings.access_token,
-        base_url=settings.api_base_url,
-        api_version=settings.api_version,
-        timeout=settings.api_timeout,
-        **extra,
-    )
-
-
-def hand_off(app: Flask, state: _AppState, events: list[Event]) -> None:
+def hand_off(app: Flask, state: AppState, events: list[Event]) -> None:
     """Put ``events`` in Redis (or the spool) and send ``event_enqueued`` for those in Redis."""
     assert state.intake is not None
-    in_redis = state.intake.push([event.to_payload() for event in events])
+    in_redis = state.intake.push(
+        [encode_line(event.uuid, event.to_payload()).decode() for event in events]
+    )
     if in_redis and event_enqueued.receivers:
         for event in events:
             event_enqueued.send(app, event=event)
 
 
-def send_now(app: Flask, state: _AppState, event: Event) -> None:
+def send_now(app: Flask, state: AppState, event: Event) -> None:
     """Eager delivery: send through the client; failures are logged (raised when strict)."""
     try:
         state.client.create_event(event)

@@ -187,8 +187,6 @@ def test_pool_size_refused(pool_size: Any) -> None:
 
 
 def test_injected_session_is_used_and_left_open() -> None:
-    import requests
-
     session = requests.Session()
     with IntercomClient(TOKEN, session=session) as client:
         assert client.session is session

@@ -21,6 +21,7 @@ from flask_intercom_events import (
     NetworkError,
     ServerError,
 )
+from flask_intercom_events.arguments import contact_body
 from flask_intercom_events.client import IntercomClient
 
 from .hostile import HostileServer, Peer, Received, response
@@ -191,8 +192,6 @@ def test_arguments_refused_before_anything_is_sent(
 
 
 def test_the_longest_identifiers_pass() -> None:
-    from flask_intercom_events.arguments import contact_body
-
     assert contact_body(role="lead", external_id="x" * 255, email=None) == {
         "role": "lead",
         "external_id": "x" * 255,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 import textwrap
@@ -213,8 +214,6 @@ def test_flasks_own_signal_is_mapped(tmp_path: Path) -> None:
 
 
 def test_signal_receivers_are_strong_references(tmp_path: Path) -> None:
-    import gc
-
     signal = Namespace().signal("s")
     intercom = IntercomEvents()
     app = make_app(tmp_path, intercom)
