@@ -1,14 +1,16 @@
 """IntercomClient.create_contact: ``POST /contacts`` (operationId CreateContact, version 2.11).
 
-The emulator does not answer ``POST /contacts`` yet: these tests run against a small server of
-their own that answers as Intercom does (a contact object on 200, an ``error.list`` on 409 for
-a contact that already exists, 401 for another token).
+Most tests run against a small server of their own that answers as Intercom does (a contact
+object on 200, an ``error.list`` on 409 for a contact that already exists, 401 for another
+token), written before the emulator answered ``POST /contacts``; the last one runs against the
+emulator.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +25,8 @@ from flask_intercom_events import (
 )
 from flask_intercom_events.arguments import contact_body
 from flask_intercom_events.client import IntercomClient
+from flask_intercom_events.events import Event, Identity
+from flask_intercom_events.sandbox import Sandbox
 
 from .hostile import HostileServer, Peer, Received, response
 
@@ -196,3 +200,26 @@ def test_the_longest_identifiers_pass() -> None:
         "role": "lead",
         "external_id": "x" * 255,
     }
+
+
+# --- against the emulator, now that it answers POST /contacts --------------------------------
+
+
+def test_against_the_emulator_a_created_contact_receives_events(emulator: Sandbox) -> None:
+    emulator.configure(require_contacts=True)
+    with IntercomClient("test-token", base_url=emulator.url) as client:
+        contact = client.create_contact(external_id="ada", email="ada@example.com")
+        assert (contact["type"], contact["external_id"], contact["role"]) == (
+            "contact",
+            "ada",
+            "user",
+        )
+        with pytest.raises(ConflictError) as caught:
+            client.create_contact(external_id="ada")
+        assert caught.value.message == (
+            f"A contact matching those details already exists with id={contact['id']}"
+        )
+        event = Event("signed-up", int(time.time()), Identity(user_id="ada"), {})
+        assert client.create_event(event).status == 202
+    assert [received.user_id for received in emulator.events] == ["ada"]
+    assert emulator.warnings == []
