@@ -15,12 +15,13 @@ from flask.cli import AppGroup
 
 from .backlog import read_status
 from .backlog import requeue_failed as requeue_failed_events
+from .client import IntercomClient
 from .errors import IntercomAPIError, IntercomEventsError
 from .events import Event, Identity
 from .presence import Presence
 from .ratelimit import RateBudget
 from .sandbox.cli import main as sandbox_main
-from .state import make_client, state_of
+from .state import state_of
 from .store import DeliveryStore
 from .worker import DeliveryWorker, connect_worker_redis
 
@@ -243,7 +244,7 @@ def send(
             metadata=metadata,  # type: ignore[arg-type]  # checked by Event
             created_at=created_at,
         )
-        client = make_client(settings)
+        client = IntercomClient.from_settings(settings)
     except IntercomEventsError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"POST {settings.api_base_url}/events {json.dumps(event.to_payload())}")
@@ -289,7 +290,7 @@ def list_events(
 
     settings = state_of(current_app).settings
     try:
-        with make_client(settings) as client:
+        with IntercomClient.from_settings(settings) as client:
             found = client.list_events(
                 user_id=user_id,
                 email=email,

@@ -52,7 +52,9 @@ EU_BASE_URL = "https://api.eu.intercom.io"
 AU_BASE_URL = "https://api.au.intercom.io"
 DEFAULT_BASE_URL = US_BASE_URL
 #: Every ``Intercom-Version`` Intercom knows; any other is answered 400.
-KNOWN_API_VERSIONS = (
+#: Every value ``Intercom-Version`` may take: 1.0-1.4, 2.0-2.16 (the OpenAPI enums of 2.11 and
+#: 2.16), and ``Unstable``, since renamed ``Preview`` (both still answered). Exact spelling.
+KNOWN_API_VERSIONS: tuple[str, ...] = (
     *(f"1.{minor}" for minor in range(5)),
     *(f"2.{minor}" for minor in range(17)),
     "Unstable",

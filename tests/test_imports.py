@@ -33,6 +33,10 @@ DELIVERY_SIDE = (
     "ratelimit",
     "retry",
     "client",
+    "transport",
+    "responses",
+    "arguments",
+    "deadlines",
 )
 #: The request path, which the delivery side must not import.
 REQUEST_PATH = ("extension", "decorators", "identity", "testing", "pytest_plugin")
