@@ -43,7 +43,7 @@ from .errors import ConfigurationError
 from .job_records import ClaimedJob
 from .jobs import client_for
 from .logs import FailureLog
-from .outcomes import DeliveryObserver, Outcome, Settler, send_one
+from .outcomes import DeliveryObserver, Settler
 from .presence import Presence
 from .process import (
     connect_worker_redis,
@@ -54,6 +54,7 @@ from .process import (
 )
 from .ratelimit import RateBudget
 from .retry import RetryPolicy
+from .sending import Outcome, send_one
 from .state import state_of
 from .store import Claim, DeliveryStore, SameSecond
 

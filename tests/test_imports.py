@@ -22,6 +22,7 @@ DELIVERY_SIDE = (
     "job_records",
     "worker",
     "outcomes",
+    "sending",
     "presence",
     "store",
     "collecting",
