@@ -35,6 +35,7 @@ DEFAULT_NOT_FOUND_RETRIES = (60.0, 300.0, 900.0)
 DEFAULT_WORKER_CONCURRENCY = 32
 DEFAULT_WORKER_TTL = 30.0
 DEFAULT_FAILURE_TTL = 365 * 24 * 3600
+DEFAULT_REDIS_SLOW = 0.05
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,10 @@ class Settings:
     strict: bool
     rate_limit: int
     spool_dir: str
+    # The request path: a hand-off slower than this (seconds) a few times in a row opens the
+    # breaker; events of a request that fails with an unhandled exception are dropped.
+    redis_slow: float = DEFAULT_REDIS_SLOW
+    discard_on_error: bool = True
     # Delivery by `flask intercom worker` (defaults here too, so a Settings built by hand works).
     rate_window: float = DEFAULT_RATE_WINDOW
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
@@ -96,6 +101,15 @@ class Settings:
                 "INTERCOM_EVENTS_SPOOL_DIR must be a directory path, "
                 f"got {type(spool_dir).__name__}"
             )
+        redis_timeout = _positive(config, "INTERCOM_EVENTS_REDIS_TIMEOUT", 0.5)
+        redis_slow = _positive(config, "INTERCOM_EVENTS_REDIS_SLOW", DEFAULT_REDIS_SLOW)
+        if redis_slow >= redis_timeout:
+            raise ConfigurationError(
+                f"INTERCOM_EVENTS_REDIS_SLOW is {redis_slow:g} s; it must be below "
+                f"INTERCOM_EVENTS_REDIS_TIMEOUT ({redis_timeout:g} s): a hand-off slower than "
+                "REDIS_SLOW a few times in a row sends the next events to the spool, one "
+                "slower than REDIS_TIMEOUT fails"
+            )
         return cls(
             access_token=token,
             api_base_url=check_base_url(config.get("INTERCOM_API_BASE_URL", DEFAULT_BASE_URL)),
@@ -103,11 +117,13 @@ class Settings:
             api_timeout=_timeout(config.get("INTERCOM_API_TIMEOUT", DEFAULT_TIMEOUT)),
             delivery=delivery,
             redis_url=_redis_url(config.get("INTERCOM_EVENTS_REDIS_URL", DEFAULT_REDIS_URL)),
-            redis_timeout=_positive(config, "INTERCOM_EVENTS_REDIS_TIMEOUT", 0.5),
+            redis_timeout=redis_timeout,
             queue=_string(config, "INTERCOM_EVENTS_QUEUE", DEFAULT_QUEUE),
             strict=_flag(config, "INTERCOM_EVENTS_STRICT", debug or testing),
             rate_limit=int(_positive(config, "INTERCOM_EVENTS_RATE_LIMIT", DEFAULT_RATE_LIMIT)),
             spool_dir=os.fspath(spool_dir),
+            redis_slow=redis_slow,
+            discard_on_error=_flag(config, "INTERCOM_EVENTS_DISCARD_ON_ERROR", True),
             rate_window=_positive(config, "INTERCOM_EVENTS_RATE_WINDOW", DEFAULT_RATE_WINDOW),
             max_attempts=_positive_int(
                 config, "INTERCOM_EVENTS_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS
