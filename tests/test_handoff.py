@@ -29,10 +29,11 @@ KEY = intake_key("intercom-events")
 
 
 def build_app(tmp_path: Path, redis_url: str, **config: Any) -> Flask:
-    """An app delivering through ``redis_url``. Its Redis timeout is 2 s: a stall of a
-    loaded machine must not send an event to the spool where Redis is up (a stopped Redis
-    refuses connections at once, so outages are seen no later)."""
+    """An app delivering through ``redis_url``. Its Redis timeout is 2 s and its slowness
+    bound 1 s: a stall of a loaded machine must not send an event to the spool where Redis
+    is up (a stopped Redis refuses connections at once, so outages are seen no later)."""
     config.setdefault("INTERCOM_EVENTS_REDIS_TIMEOUT", 2.0)
+    config.setdefault("INTERCOM_EVENTS_REDIS_SLOW", 1.0)
     intercom = IntercomEvents()
 
     @intercom.identity_loader
@@ -163,7 +164,9 @@ def test_redis_outage_views_succeed_events_spool_then_reach_redis(
 def test_a_hanging_redis_costs_one_timeout_then_the_breaker_spools(tmp_path: Path) -> None:
     # A server that takes the connection, then never answers a command: the worst outage.
     with ScriptedRedis(answer_client_commands(None)) as server:
-        app = build_app(tmp_path, server.url, INTERCOM_EVENTS_REDIS_TIMEOUT=0.3)
+        app = build_app(
+            tmp_path, server.url, INTERCOM_EVENTS_REDIS_TIMEOUT=0.3, INTERCOM_EVENTS_REDIS_SLOW=0.2
+        )
         try:
             client = app.test_client()
             for n in range(5):
@@ -300,6 +303,7 @@ def test_events_tracked_in_a_nested_app_context_or_late_hooks_are_not_lost(
         INTERCOM_EVENTS_DELIVERY="rq",
         INTERCOM_EVENTS_REDIS_URL=redis_url,
         INTERCOM_EVENTS_REDIS_TIMEOUT=2.0,  # Redis is up: a slow moment must not spool
+        INTERCOM_EVENTS_REDIS_SLOW=1.0,
     )
 
     # Registered before init_app, so Flask runs them after the extension's own hooks.
