@@ -9,9 +9,11 @@ import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
+from typing import TypeVar
 
 #: Given the bytes of one command as received, the reply to send (``None``: no reply).
 Script = Callable[[bytes], "bytes | None"]
+L = TypeVar("L", bound="_Listener")
 
 
 class _Listener:
@@ -59,7 +61,7 @@ class _Listener:
         for thread in threads:
             thread.join(5)
 
-    def __enter__(self) -> _Listener:
+    def __enter__(self: L) -> L:
         return self
 
     def __exit__(
