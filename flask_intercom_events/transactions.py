@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 
+from .errors import ConfigurationError
 from .events import Event
 
 if TYPE_CHECKING:
@@ -40,10 +41,6 @@ __all__ = ["Transactions"]
 
 log = logging.getLogger("flask_intercom_events")
 
-#: ``Session.info`` key of what the session's transactions hold.
-_INFO_KEY = "intercom_events.transactions"
-#: ``Session.info`` key set when an ORM write begins the transaction it runs in.
-_WRITE_BEGINS = "intercom_events.write_begins"
 
 Release = Callable[[Flask, Event, "RequestBatch | None", bool], None]
 Drop = Callable[[Flask, Event], None]
@@ -74,14 +71,24 @@ class Transactions:
         self._in_progress: ContextVar[tuple[SessionTransaction, ...]] = ContextVar(
             f"intercom_events_transactions_{id(self):x}", default=()
         )
+        # Session.info keys of this object's own (several extensions may watch one session):
+        # what each transaction holds, and that an ORM write is beginning a transaction.
+        self._key = f"intercom_events.transactions.{id(self):x}"
+        self._write_begins = f"intercom_events.write_begins.{id(self):x}"
 
     def __repr__(self) -> str:
         return f"<Transactions watching {len(self._watched)} session target(s)>"
 
     def watch(self, target: object) -> None:
         """Listen to ``target``'s session events (once per target)."""
-        from sqlalchemy import event
-        from sqlalchemy.orm import Session, scoped_session, sessionmaker
+        try:
+            from sqlalchemy import event
+            from sqlalchemy.orm import Session, scoped_session, sessionmaker
+        except ImportError as exc:
+            raise ConfigurationError(
+                "intercom.transactional() needs SQLAlchemy, which is not installed: "
+                "pip install 'flask-intercom-events[sqlalchemy]'"
+            ) from exc
 
         if not isinstance(target, (Session, sessionmaker, scoped_session)):
             raise TypeError(
@@ -107,7 +114,7 @@ class Transactions:
         """Keep ``event`` with the innermost transaction in progress here, if there is one."""
         for transaction in reversed(self._in_progress.get()):
             if transaction.is_active:
-                _held(transaction).events.append((app, event, batch))
+                self._held(transaction).events.append((app, event, batch))
                 return True
         return False
 
@@ -116,46 +123,45 @@ class Transactions:
 
     def _created(self, session: Session, transaction: SessionTransaction) -> None:
         self._in_progress.set((*self._in_progress.get(), transaction))
-        if transaction.parent is None and session.info.pop(_WRITE_BEGINS, False):
-            _held(transaction).wrote = True
+        if transaction.parent is None and session.info.pop(self._write_begins, False):
+            self._held(transaction).wrote = True
 
     def _committed(self, session: Session) -> None:
         # Fired by the transaction committing (a savepoint, or the outermost one) while it is
         # still the session's innermost.
-        transaction = _innermost(session)
-        held = _held_of(transaction)
+        held = self._held_of(_innermost(session))
         if held is not None:
             held.outcome = "committed"
 
     def _rolled_back(self, session: Session) -> None:
-        held = _held_of(_innermost(session))
+        held = self._held_of(_innermost(session))
         if held is not None:
             held.outcome = "rolled back"
 
     def _flushed(self, session: Session, flush_context: Any) -> None:
-        _mark_written(_innermost(session))
+        self._mark_written(_innermost(session))
 
     def _executed(self, state: ORMExecuteState) -> None:
         if not (state.is_insert or state.is_update or state.is_delete):
             return
         transaction = _innermost(state.session)
         if transaction is None:  # the statement begins the transaction it runs in
-            state.session.info[_WRITE_BEGINS] = True
+            state.session.info[self._write_begins] = True
         else:
-            _mark_written(transaction)
+            self._mark_written(transaction)
 
     def _ended(self, session: Session, transaction: SessionTransaction) -> None:
         self._in_progress.set(
             tuple(t for t in self._in_progress.get() if t is not transaction and t.is_active)
         )
-        held: _Held | None = session.info.get(_INFO_KEY, {}).pop(transaction, None)
+        held: _Held | None = session.info.get(self._key, {}).pop(transaction, None)
         if held is None or not held.events:
             return
         kept = held.outcome == "committed" or (held.outcome is None and not held.wrote)
         parent = transaction.parent
         if kept and parent is not None:
             # A savepoint (or a closed inner transaction): the enclosing one decides.
-            _held(parent).events.extend(held.events)
+            self._held(parent).events.extend(held.events)
             return
         for app, event, batch in held.events:
             try:
@@ -165,31 +171,31 @@ class Transactions:
                     self._drop(app, event)
             except Exception:
                 log.exception(
-                    "Intercom event %r: releasing it after its transaction failed", event.event_name
+                    "Intercom event %r: handling the end of its transaction failed",
+                    event.event_name,
                 )
+
+    def _held(self, transaction: SessionTransaction) -> _Held:
+        registry: dict[SessionTransaction, _Held] = transaction.session.info.setdefault(
+            self._key, {}
+        )
+        held = registry.get(transaction)
+        if held is None:
+            held = registry[transaction] = _Held()
+        return held
+
+    def _held_of(self, transaction: SessionTransaction | None) -> _Held | None:
+        if transaction is None:
+            return None
+        registry: dict[SessionTransaction, _Held] = transaction.session.info.get(self._key, {})
+        return registry.get(transaction)
+
+    def _mark_written(self, transaction: SessionTransaction | None) -> None:
+        # A savepoint's writes are its parents' too: their own rollback or close undoes them.
+        while transaction is not None:
+            self._held(transaction).wrote = True
+            transaction = transaction.parent
 
 
 def _innermost(session: Session) -> SessionTransaction | None:
     return session.get_nested_transaction() or session.get_transaction()
-
-
-def _held(transaction: SessionTransaction) -> _Held:
-    registry: dict[SessionTransaction, _Held] = transaction.session.info.setdefault(_INFO_KEY, {})
-    held = registry.get(transaction)
-    if held is None:
-        held = registry[transaction] = _Held()
-    return held
-
-
-def _held_of(transaction: SessionTransaction | None) -> _Held | None:
-    if transaction is None:
-        return None
-    registry: dict[SessionTransaction, _Held] = transaction.session.info.get(_INFO_KEY, {})
-    return registry.get(transaction)
-
-
-def _mark_written(transaction: SessionTransaction | None) -> None:
-    # A savepoint's writes are its parents' too: their own rollback or close undoes them.
-    while transaction is not None:
-        _held(transaction).wrote = True
-        transaction = transaction.parent
