@@ -21,7 +21,7 @@ from .errors import (
     ServerError,
     UnprocessableEntityError,
 )
-from .events import Event, Identity, Money, RichLink
+from .events import Event, EventSummary, Identity, Money, RichLink
 from .extension import IntercomEvents
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "Event",
+    "EventSummary",
     "Identity",
     "IntercomAPIError",
     "IntercomClient",

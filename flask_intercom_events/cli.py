@@ -13,12 +13,16 @@ import redis
 from flask import current_app
 from flask.cli import AppGroup
 
-from .delivery import DeliveryQueue
+from .backlog import read_status
+from .backlog import requeue_failed as requeue_failed_events
+from .client import IntercomClient
 from .errors import IntercomAPIError, IntercomEventsError
 from .events import Event, Identity
+from .presence import Presence
 from .ratelimit import RateBudget
 from .sandbox.cli import main as sandbox_main
-from .state import make_client, state_of
+from .state import state_of
+from .store import DeliveryStore
 from .worker import DeliveryWorker, connect_worker_redis
 
 __all__ = ["intercom_cli"]
@@ -92,7 +96,7 @@ def status(queue_name: str | None, as_json: bool) -> None:
     state = state_of(current_app)
     settings = state.settings
     with _delivery_store(queue_name) as store:
-        found = store.status()
+        found = read_status(store, Presence(store.connection, store.name, "status", ttl=1))
         budget = (
             RateBudget(
                 store.connection,
@@ -112,7 +116,7 @@ def status(queue_name: str | None, as_json: bool) -> None:
             "moving": found.moving,
             "rq_queue": found.queued,
         },
-        "in_flight": found.started,
+        "in_flight": found.in_flight,
         "scheduled": found.scheduled,
         "next_retry_in": found.next_retry_in,
         "failed": found.failed,
@@ -140,7 +144,7 @@ def status(queue_name: str | None, as_json: bool) -> None:
         f"  queued      {found.waiting:>8}   (intake {detail['intake']}, moving "
         f"{detail['moving']}, RQ queue {detail['rq_queue']})"
     )
-    click.echo(f"  in flight   {found.started:>8}")
+    click.echo(f"  in flight   {found.in_flight:>8}")
     when = "" if found.next_retry_in is None else f"   (next in {found.next_retry_in:.1f} s)"
     click.echo(f"  scheduled   {found.scheduled:>8}{when}")
     click.echo(f"  failed      {found.failed:>8}")
@@ -183,10 +187,9 @@ def status(queue_name: str | None, as_json: bool) -> None:
 def requeue_failed(reason: str | None, queue_name: str | None) -> None:
     """Put failed events back on the queue, with a fresh retry history."""
     with _delivery_store(queue_name) as store:
-        total = store.status(with_reasons=False).failed
-        wanted = store.failed_ids(reason)
-        with click.progressbar(length=len(wanted), label="Requeueing failed events") as bar:
-            requeued = store.requeue(wanted, progress=bar.update)
+        total = int(store.connection.zcard(store.failed.key))
+        with click.progressbar(length=total, label="Requeueing failed events") as bar:
+            requeued = requeue_failed_events(store, reason, progress=bar.update)
     what = f" with reason {reason!r}" if reason else ""
     click.echo(f"Requeued {requeued} of {total} failed event(s){what}.")
 
@@ -241,7 +244,7 @@ def send(
             metadata=metadata,  # type: ignore[arg-type]  # checked by Event
             created_at=created_at,
         )
-        client = make_client(settings)
+        client = IntercomClient.from_settings(settings)
     except IntercomEventsError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"POST {settings.api_base_url}/events {json.dumps(event.to_payload())}")
@@ -287,7 +290,7 @@ def list_events(
 
     settings = state_of(current_app).settings
     try:
-        with make_client(settings) as client:
+        with IntercomClient.from_settings(settings) as client:
             found = client.list_events(
                 user_id=user_id,
                 email=email,
@@ -343,12 +346,12 @@ def sandbox(args: tuple[str, ...]) -> None:
 
 
 @contextmanager
-def _delivery_store(queue_name: str | None) -> Iterator[DeliveryQueue]:
+def _delivery_store(queue_name: str | None) -> Iterator[DeliveryStore]:
     """The app's delivery queue on a fresh connection; a Redis failure becomes a clear error."""
     settings = state_of(current_app).settings
     connection = connect_worker_redis(settings.redis_url)
     try:
-        yield DeliveryQueue(
+        yield DeliveryStore(
             connection, queue_name or settings.queue, failure_ttl=settings.failure_ttl
         )
     except redis.RedisError as exc:

@@ -12,82 +12,80 @@ Decisions where Intercom would silently rewrite what it receives:
   never shows up in two spellings; two metadata keys differing only in case are refused.
 - ``.`` and ``$`` in a name, which Intercom would store as ``-``, are refused: use ``-``.
 - An 11th metadata key, which Intercom would drop, is refused.
+- Strings Intercom stores with the event are at most 255 characters: ``event_name`` (counted
+  once lower-cased), ``user_id``, ``email``, ``id``, metadata string values and rich-link
+  values. The API reference documents no bound; the only documented one is Intercom Help
+  Center article 175 ("strings up to 255 characters", see the API notes' metadata table), and
+  it is applied to each of them rather than guessing which ones Intercom truncates.
+
+Decisions where the event could not be stored or sent at all:
+
+- Every string must have a UTF-8 form: a lone surrogate (``"\\udce9"``) is refused when the
+  event is built, not found when the event is pushed to Redis.
+- Integers are 64-bit, as Intercom stores numbers: from ``-2**63`` to ``2**63 - 1``
+  (money amounts positive); floats finite.
+
+The metadata value types and their rules live in :mod:`.metadata`, the rules shared by names,
+strings and times in :mod:`.rules`; the public names are re-exported here.
 """
 
 from __future__ import annotations
 
-import math
+import base64
 import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, TypeAlias
-from urllib.parse import urlsplit
+from typing import Any
+from uuid import uuid4
 
 from .errors import InvalidEventError
+from .metadata import (
+    MAX_METADATA_KEYS,
+    MetadataInput,
+    MetadataValue,
+    Money,
+    RichLink,
+    check_metadata,
+)
+from .rules import (
+    INT64_MAX,
+    MAX_STRING_LENGTH,
+    check_event_name,
+    check_length,
+    check_utf8,
+    escape,
+    show,
+    to_seconds,
+)
 
 __all__ = [
     "MAX_METADATA_KEYS",
     "MAX_STRING_LENGTH",
     "Event",
+    "EventSummary",
     "Identity",
     "MetadataInput",
     "MetadataValue",
     "Money",
     "RichLink",
+    "new_event_uuid",
 ]
 
-#: Intercom stores at most this many metadata keys per event and ignores the rest.
-MAX_METADATA_KEYS = 10
-#: The longest string value Intercom stores in event metadata.
-MAX_STRING_LENGTH = 255
-#: Unix seconds at or past this (year 5138) can only be a millisecond timestamp.
-_MILLISECONDS_FROM = 100_000_000_000
-
-_FORBIDDEN_KEY_CHARACTERS = frozenset(".$~`!@#%^&*'{}|\\\"\x00")
-_CURRENCY = re.compile(r"[A-Za-z]{3}")
+# What a given uuid may be: new_event_uuid()'s 22 characters, or a str(uuid4()) with dashes,
+# or another caller's id of the same alphabet; short enough to keep in Redis for every event.
+_UUID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-@dataclass(frozen=True)
-class Money:
-    """A monetary amount: ``amount`` a positive integer in cents, ``currency`` three letters.
+def new_event_uuid() -> str:
+    """A new id for a tracked event: a random UUID4's 16 bytes, URL-safe base64, unpadded.
 
-    ``Money(34999, "eur")`` is €349.99. The currency is stored lower-case, as Intercom shows it.
+    22 characters instead of ``str(uuid4())``'s 36, on purpose: it is stored in Redis with
+    every waiting event.
     """
-
-    amount: int
-    currency: str
-
-    def __post_init__(self) -> None:
-        _check_money(self.amount, self.currency, "Money")
-        object.__setattr__(self, "currency", self.currency.lower())
-
-    def to_json(self) -> dict[str, Any]:
-        """The JSON object Intercom expects: ``{"amount": ..., "currency": ...}``."""
-        return {"amount": self.amount, "currency": self.currency}
-
-
-@dataclass(frozen=True)
-class RichLink:
-    """A link with a label: ``url`` an http(s) URL, ``value`` the text shown for it."""
-
-    url: str
-    value: str
-
-    def __post_init__(self) -> None:
-        _check_rich_link(self.url, self.value, "RichLink")
-
-    def to_json(self) -> dict[str, Any]:
-        """The JSON object Intercom expects: ``{"url": ..., "value": ...}``."""
-        return {"url": self.url, "value": self.value}
-
-
-#: What a metadata value is once an event is built (datetimes have become Unix seconds).
-MetadataValue: TypeAlias = "str | int | float | Money | RichLink"
-#: What a caller may give as a metadata value (checked and converted when the event is built).
-MetadataInput: TypeAlias = "str | int | float | datetime | Money | RichLink | Mapping[str, Any]"
+    return base64.urlsafe_b64encode(uuid4().bytes).rstrip(b"=").decode("ascii")
 
 
 @dataclass(frozen=True)
@@ -109,16 +107,18 @@ class Identity:
                 continue
             if not isinstance(value, str):
                 raise InvalidEventError(
-                    f"{name} must be a string, got {type(value).__name__} {value!r}"
-                    + (f"; pass str({value!r})" if isinstance(value, int) else ""),
+                    f"{name} must be a string, got {type(value).__name__} {show(value)}"
+                    + (f"; pass str({show(value)})" if isinstance(value, int) else ""),
                     field=name,
                 )
+            check_utf8(value, name, name)
             if not value.strip():
                 raise InvalidEventError(f"{name} must not be empty or blank", field=name)
             if value != value.strip():
                 raise InvalidEventError(
-                    f"{name} {value!r} has leading or trailing whitespace; strip it", field=name
+                    f"{name} {show(value)} has leading or trailing whitespace; strip it", field=name
                 )
+            check_length(value, name, name)
         if self.user_id is None and self.email is None and self.id is None:
             raise InvalidEventError(
                 "an event needs an identity: at least one of user_id, email or id "
@@ -129,7 +129,7 @@ class Identity:
             local, at, domain = self.email.rpartition("@")
             if not at or not local or not domain:
                 raise InvalidEventError(
-                    f"email {self.email!r} is not an email address", field="email"
+                    f"email {show(self.email)} is not an email address", field="email"
                 )
 
     def to_payload(self) -> dict[str, str]:
@@ -159,23 +159,38 @@ class Event:
     included), numbers, :class:`Money`, :class:`RichLink`, plain dicts with exactly
     ``{"amount", "currency"}`` or ``{"url", "value"}`` (turned into those), and datetimes or
     Unix seconds on keys ending in ``_date``.
+
+    ``uuid`` tells tracked events apart: each event gets a new one when it is built
+    (:func:`new_event_uuid`), and it travels with the event through Redis, the spool and the
+    jobs, so a re-delivery of one event (same ``uuid``, same ``created_at``, de-duplicated by
+    Intercom) can be told from a different event in the same second. It is never sent to
+    Intercom (the body's ``id`` is the Lead's Intercom contact id), and equality and hash
+    ignore it: two events are equal when Intercom receives the same body.
+    ``dataclasses.replace(event, ...)`` keeps it.
     """
 
     event_name: str
     created_at: int
     identity: Identity
     metadata: Mapping[str, MetadataValue] = field(default_factory=dict)
+    uuid: str = field(default_factory=new_event_uuid, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "event_name", _check_event_name(self.event_name))
-        object.__setattr__(self, "created_at", _to_seconds(self.created_at, "created_at"))
+        object.__setattr__(self, "event_name", check_event_name(self.event_name))
+        object.__setattr__(self, "created_at", to_seconds(self.created_at, "created_at"))
         if not isinstance(self.identity, Identity):
             raise InvalidEventError(
                 f"identity must be an Identity, got {type(self.identity).__name__}",
                 field="identity",
             )
-        metadata = _check_metadata(self.metadata)
+        metadata = check_metadata(self.metadata)
         object.__setattr__(self, "metadata", MappingProxyType(metadata))
+        if not isinstance(self.uuid, str) or not _UUID.fullmatch(self.uuid):
+            raise InvalidEventError(
+                "uuid must be 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-' (as "
+                f"new_event_uuid() makes, or str(uuid4())), got {show(self.uuid)}",
+                field="uuid",
+            )
 
     def __hash__(self) -> int:
         return hash((self.event_name, self.created_at, self.identity, *self.metadata.items()))
@@ -193,7 +208,7 @@ class Event:
     def __repr__(self) -> str:
         return (
             f"Event(event_name={self.event_name!r}, created_at={self.created_at!r}, "
-            f"identity={self.identity!r}, metadata={dict(self.metadata)!r})"
+            f"identity={self.identity!r}, metadata={dict(self.metadata)!r}, uuid={self.uuid!r})"
         )
 
     @classmethod
@@ -204,14 +219,22 @@ class Event:
         identity: Identity,
         metadata: Mapping[str, MetadataInput] | None = None,
         created_at: int | datetime | None = None,
+        uuid: str | None = None,
     ) -> Event:
         """Build an event, ``created_at`` defaulting to the current second.
 
         The typed way in for values that are converted: ``created_at`` and ``_date`` metadata
-        as timezone-aware datetimes, money and rich links as plain dicts.
+        as timezone-aware datetimes, money and rich links as plain dicts. ``uuid`` is the
+        event's own id (``None``: a new one); give one only to rebuild an event tracked before.
         """
         when: object = int(time.time()) if created_at is None else created_at
-        return cls(event_name, when, identity, metadata or {})  # type: ignore[arg-type]
+        return cls(
+            event_name,
+            when,  # type: ignore[arg-type]
+            identity,
+            {} if metadata is None else metadata,  # type: ignore[arg-type]
+            new_event_uuid() if uuid is None else uuid,
+        )
 
     def to_payload(self) -> dict[str, Any]:
         """The exact JSON body to ``POST /events``."""
@@ -225,17 +248,26 @@ class Event:
         return payload
 
     @classmethod
-    def from_payload(cls, body: Mapping[str, Any]) -> Event:
-        """Build an event from the shape of a ``POST /events`` body, validating it fully."""
+    def from_payload(cls, body: Mapping[str, Any], *, uuid: str | None = None) -> Event:
+        """Build an event from the shape of a ``POST /events`` body, validating it fully.
+
+        The body holds no uuid (Intercom is never sent one): give the event's ``uuid`` to
+        rebuild a tracked event, or ``None`` for a new one. ``to_payload()`` and this round-trip.
+        """
         if not isinstance(body, Mapping):
             raise InvalidEventError(
                 f"an event payload must be a JSON object, got {type(body).__name__}"
             )
-        unknown = sorted(str(key) for key in body if key not in _PAYLOAD_KEYS)
+        unknown = sorted(
+            escape(key) if isinstance(key, str) else show(key)
+            for key in body
+            if key not in _PAYLOAD_KEYS
+        )
         if unknown:
+            hint = "; the uuid is not part of the body: pass uuid=" if "uuid" in unknown else ""
             raise InvalidEventError(
                 f"unknown field(s) {', '.join(map(repr, unknown))} in event payload; "
-                f"allowed: {', '.join(sorted(_PAYLOAD_KEYS))}",
+                f"allowed: {', '.join(sorted(_PAYLOAD_KEYS))}{hint}",
                 field=unknown[0],
             )
         for required in ("event_name", "created_at"):
@@ -257,255 +289,87 @@ class Event:
                 user_id=body.get("user_id"), email=body.get("email"), id=body.get("id")
             ),
             metadata=metadata,
+            uuid=new_event_uuid() if uuid is None else uuid,
         )
 
 
-# --- rules ---------------------------------------------------------------------------------
+_SUMMARY_KEYS = ("event_name", "count", "first", "last")
 
 
-def _check_event_name(name: object) -> str:
-    if not isinstance(name, str):
-        raise InvalidEventError(
-            f"event_name must be a string, got {type(name).__name__}", field="event_name"
-        )
-    if not name.strip():
-        raise InvalidEventError("event_name must not be empty", field="event_name")
-    if name != name.strip():
-        raise InvalidEventError(
-            f"event_name {name!r} has leading or trailing whitespace; strip it",
-            field="event_name",
-        )
-    for character in ".$":
-        if character in name:
-            suggestion = name.replace(".", "-").replace("$", "-").lower()
+@dataclass(frozen=True)
+class EventSummary:
+    """Pre-aggregated counts of one event for a user: ``POST /events/summaries``'s
+    ``event_summaries`` object, validated when built.
+
+    ``event_name`` follows the rule of :attr:`Event.event_name` (lower-cased, no ``.`` or
+    ``$``, at most 255 characters); ``count`` is a positive integer within 64 bits; ``first``
+    and ``last`` are the times of the first and last of those events, in Unix seconds with the
+    rule of :attr:`Event.created_at` (an aware datetime is converted), ``first <= last``.
+    A refusal's ``field`` is where the value sits in the body: ``"event_summaries.count"``.
+    """
+
+    event_name: str
+    count: int
+    first: int
+    last: int
+
+    def __post_init__(self) -> None:
+        where = "event_summaries"
+        name = check_event_name(self.event_name, f"{where}.event_name")
+        object.__setattr__(self, "event_name", name)
+        count = self.count
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 < count <= INT64_MAX:
             raise InvalidEventError(
-                f"event_name {name!r} contains {character!r}, which Intercom would store as "
-                f"'-'; use {suggestion!r} instead",
-                field="event_name",
+                f"{where}.count must be a positive integer of at most {INT64_MAX} (Intercom "
+                f"stores numbers in 64 bits), got {show(count)}",
+                field=f"{where}.count",
             )
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise InvalidEventError(
-            f"event_name {name!r} contains a control character", field="event_name"
-        )
-    return name.lower()
-
-
-def _to_seconds(value: object, field_name: str) -> int:
-    """Unix seconds from an int, an integral float or an aware datetime; refuse the rest."""
-    where = _label(field_name)
-    if isinstance(value, datetime):
-        if value.tzinfo is None or value.utcoffset() is None:
+        object.__setattr__(self, "count", int(count))
+        first = to_seconds(self.first, f"{where}.first")
+        last = to_seconds(self.last, f"{where}.last")
+        if first > last:
             raise InvalidEventError(
-                f"{where} is a naive datetime: give it a timezone, e.g. "
-                "datetime.now(timezone.utc), so it can be converted to UTC Unix seconds",
-                field=field_name,
+                f"{where}.first ({first}) is after {where}.last ({last}): first is the time "
+                "of the earliest of the events counted",
+                field=f"{where}.first",
             )
-        seconds = math.floor(value.timestamp())
-    elif isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidEventError(
-            f"{where} must be Unix seconds (int) or a timezone-aware datetime, "
-            f"got {type(value).__name__} {value!r}",
-            field=field_name,
-        )
-    elif isinstance(value, float):
-        if not math.isfinite(value) or not value.is_integer():
+        object.__setattr__(self, "first", first)
+        object.__setattr__(self, "last", last)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``event_summaries`` object as sent: ``{"event_name", "count", "first", "last"}``."""
+        return {
+            "event_name": self.event_name,
+            "count": self.count,
+            "first": self.first,
+            "last": self.last,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EventSummary:
+        """Build a summary from the shape of ``to_json()``, refusing other keys or missing ones."""
+        where = "event_summaries"
+        if not isinstance(data, Mapping):
             raise InvalidEventError(
-                f"{where} must be whole Unix seconds, got {value!r}; use int(...)",
-                field=field_name,
+                f"{where} must be a mapping with keys {', '.join(_SUMMARY_KEYS)}, "
+                f"got {type(data).__name__}",
+                field=where,
             )
-        seconds = int(value)
-    else:
-        seconds = value
-    if seconds < 0:
-        raise InvalidEventError(f"{where} must not be negative, got {seconds}", field=field_name)
-    if seconds >= _MILLISECONDS_FROM:
-        raise InvalidEventError(
-            f"{where} {seconds} looks like milliseconds; Intercom expects Unix seconds: "
-            f"use {seconds // 1000}",
-            field=field_name,
+        unknown = sorted(
+            escape(key) if isinstance(key, str) else show(key)
+            for key in data
+            if key not in _SUMMARY_KEYS
         )
-    return seconds
-
-
-def _check_key(key: object) -> str:
-    if not isinstance(key, str):
-        raise InvalidEventError(
-            f"metadata keys must be strings, got {type(key).__name__} {key!r}", field="metadata"
-        )
-    if not key.strip():
-        raise InvalidEventError("metadata keys must not be empty or blank", field="metadata")
-    bad = sorted({c for c in key if c in _FORBIDDEN_KEY_CHARACTERS})
-    if bad:
-        shown = " ".join(repr(c) for c in bad)
-        raise InvalidEventError(
-            f"metadata key {key!r} contains {shown}; Intercom does not allow . $ ~ ` ! @ # % "
-            "^ & * ' { } | \\ \" or NUL in keys: use letters, digits, '_' or '-'",
-            field=f"metadata.{key}",
-        )
-    if any(ord(c) < 32 or ord(c) == 127 for c in key):
-        raise InvalidEventError(
-            f"metadata key {key!r} contains a control character", field=f"metadata.{key}"
-        )
-    return key
-
-
-def _check_metadata(metadata: object) -> dict[str, MetadataValue]:
-    if metadata is None:
-        return {}
-    if not isinstance(metadata, Mapping):
-        raise InvalidEventError(
-            f"metadata must be a mapping of keys to values, got {type(metadata).__name__}",
-            field="metadata",
-        )
-    if len(metadata) > MAX_METADATA_KEYS:
-        keys = list(metadata)
-        raise InvalidEventError(
-            f"metadata has {len(keys)} keys; Intercom keeps only the first "
-            f"{MAX_METADATA_KEYS} and silently drops the rest (here {keys[MAX_METADATA_KEYS]!r} "
-            "onwards): send fewer keys",
-            field="metadata",
-        )
-    checked: dict[str, MetadataValue] = {}
-    seen: dict[str, str] = {}
-    for raw_key, raw_value in metadata.items():
-        key = _check_key(raw_key)
-        folded = key.lower()
-        if folded in seen:
+        if unknown:
             raise InvalidEventError(
-                f"metadata keys {seen[folded]!r} and {key!r} differ only in case; Intercom "
-                "treats keys case-insensitively: keep one",
-                field=f"metadata.{key}",
+                f"{where} has unknown key(s) {', '.join(map(repr, unknown))}; "
+                f"allowed: {', '.join(_SUMMARY_KEYS)}",
+                field=where,
             )
-        seen[folded] = key
-        checked[key] = _check_value(key, raw_value)
-    return checked
-
-
-def _check_value(key: str, value: object) -> MetadataValue:
-    field_name = f"metadata.{key}"
-    is_date_key = key.lower().endswith("_date")
-    if is_date_key:
-        if isinstance(value, (str, Money, RichLink, Mapping)) or value is None:
+        missing = [key for key in _SUMMARY_KEYS if key not in data]
+        if missing:
             raise InvalidEventError(
-                f"metadata key {key!r} ends in '_date', so its value must be a date: Unix "
-                f"seconds (int) or a timezone-aware datetime, got {type(value).__name__} "
-                f"{value!r}; rename the key if it is not a date",
-                field=field_name,
+                f"{where} is missing {', '.join(map(repr, missing))}",
+                field=f"{where}.{missing[0]}",
             )
-        return _to_seconds(value, field_name)
-    if isinstance(value, datetime):
-        raise InvalidEventError(
-            f"metadata key {key!r} holds a datetime, but Intercom only reads dates on keys "
-            f"ending in '_date': rename it, e.g. {key + '_date'!r}",
-            field=field_name,
-        )
-    if isinstance(value, (Money, RichLink)):
-        return value
-    if isinstance(value, bool):
-        raise InvalidEventError(
-            f"metadata key {key!r} holds a bool, which is not an Intercom metadata type; "
-            f"send it as a string ({str(value).lower()!r}) or a number ({int(value)}) "
-            "if that is what you mean",
-            field=field_name,
-        )
-    if isinstance(value, (int, float)):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise InvalidEventError(
-                f"metadata key {key!r} holds {value!r}; numbers must be finite", field=field_name
-            )
-        return value
-    if isinstance(value, str):
-        _check_string(value, field_name)
-        return value
-    if isinstance(value, Mapping):
-        return _from_plain_dict(key, value)
-    kind = "None" if value is None else type(value).__name__
-    raise InvalidEventError(
-        f"metadata key {key!r} holds {kind}, which Intercom cannot store: use a string, a "
-        "number, a link, a datetime on a '_date' key, Money(amount, currency) or "
-        "RichLink(url, value); nested objects and lists are not allowed",
-        field=field_name,
-    )
-
-
-def _from_plain_dict(key: str, value: Mapping[Any, Any]) -> Money | RichLink:
-    keys = set(value)
-    if keys == {"url", "value"}:
-        _check_rich_link(value["url"], value["value"], f"metadata.{key}")
-        return RichLink(value["url"], value["value"])
-    if keys == {"amount", "currency"}:
-        _check_money(value["amount"], value["currency"], f"metadata.{key}")
-        return Money(value["amount"], value["currency"])
-    raise InvalidEventError(
-        f"metadata key {key!r} holds an object with keys {sorted(map(str, keys))}; the only "
-        "objects Intercom takes are a rich link {'url', 'value'} and money "
-        "{'amount', 'currency'} (no other nesting)",
-        field=f"metadata.{key}",
-    )
-
-
-def _check_string(value: str, field_name: str) -> None:
-    where = _label(field_name)
-    if len(value) > MAX_STRING_LENGTH:
-        raise InvalidEventError(
-            f"{where} is {len(value)} characters long; Intercom stores at most "
-            f"{MAX_STRING_LENGTH}: shorten it",
-            field=field_name,
-        )
-    if value.lower().startswith(("http://", "https://")):
-        _check_url(value, field_name)
-
-
-def _check_url(url: str, field_name: str) -> None:
-    try:
-        host = urlsplit(url).hostname
-    except ValueError:
-        host = None
-    if not host:
-        raise InvalidEventError(
-            f"{_label(field_name)}: {url!r} is not a valid http(s) link: it needs a host",
-            field=field_name,
-        )
-
-
-def _check_rich_link(url: object, value: object, field_name: str) -> None:
-    where = _label(field_name)
-    if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
-        raise InvalidEventError(
-            f"{where}: a rich link's url must be an http or https URL, got {url!r}",
-            field=field_name,
-        )
-    _check_url(url, field_name)
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidEventError(
-            f"{where}: a rich link's value must be a non-empty string, got {value!r}",
-            field=field_name,
-        )
-    if len(value) > MAX_STRING_LENGTH:
-        raise InvalidEventError(
-            f"{where}: a rich link's value is {len(value)} characters long; at most "
-            f"{MAX_STRING_LENGTH}",
-            field=field_name,
-        )
-
-
-def _check_money(amount: object, currency: object, field_name: str) -> None:
-    where = _label(field_name)
-    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
-        raise InvalidEventError(
-            f"{where}: a money amount must be a positive integer in cents "
-            f"(34999 for 349.99), got {amount!r}",
-            field=field_name,
-        )
-    if not isinstance(currency, str) or not _CURRENCY.fullmatch(currency):
-        raise InvalidEventError(
-            f"{where}: a currency must be a three-letter code such as 'eur', got {currency!r}",
-            field=field_name,
-        )
-
-
-def _label(field_name: str) -> str:
-    """How a message names a field: ``"metadata.price"`` -> ``"metadata key 'price'"``."""
-    if field_name.startswith("metadata."):
-        return f"metadata key {field_name.removeprefix('metadata.')!r}"
-    return field_name
+        return cls(data["event_name"], data["count"], data["first"], data["last"])

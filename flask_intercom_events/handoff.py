@@ -13,7 +13,6 @@ that work happened.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -23,6 +22,7 @@ from flask import Flask
 
 from .errors import IntercomAPIError
 from .events import Event
+from .lines import encode_line
 from .signals import event_delivered, event_dropped, event_enqueued, event_failed
 from .state import AppState
 
@@ -33,9 +33,9 @@ ERROR = logging.ERROR
 
 
 def encode_event(event: Event) -> bytes:
-    """The line ``event`` travels as, through Redis and the spool: its JSON body, in UTF-8."""
-    text = json.dumps(event.to_payload(), separators=(",", ":"), ensure_ascii=False)
-    return text.encode("utf-8")
+    """The line ``event`` travels as, through Redis and the spool (:mod:`.lines`: its uuid
+    and its JSON body, in UTF-8); raises if it cannot be encoded."""
+    return encode_line(event.uuid, event.to_payload())
 
 
 def drop(

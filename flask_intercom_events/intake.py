@@ -88,8 +88,8 @@ class Intake:
         return self._down
 
     def push(self, lines: Sequence[bytes]) -> bool:
-        """Hand encoded events (one line each) to Redis; ``True`` if they are in Redis,
-        ``False`` if spooled.
+        """Hand encoded events (one line each, ``lines.encode_line``) to Redis; ``True`` if
+        they are in Redis, ``False`` if spooled.
 
         Never raises for a failure of the push, Redis' or any other (a reply redis-py cannot
         read, a bug): whether such a push got in is unknown, so the lines are spooled (a

@@ -1,202 +1,146 @@
-"""Delivery jobs in RQ's own Redis format, written and read without RQ's per-job overhead.
+"""The delivery job's format: the RQ job of one event, and reading it back.
 
-RQ builds and parses a whole :class:`rq.job.Job` per job: about 0.3 ms of CPU to enqueue one
-and as much to fetch one, a quarter of what delivering an event costs. Delivery jobs are all
-alike (same function, same options; only the payload differs), so:
-
-- **writing**: the first job of a batch goes through RQ's ``Queue.enqueue_many``; the others
-  are copies of its record with their own id, payload (``data``) and description, written by
-  one Lua script (sending each record's two dozen fields would cost more than the rest);
-- **reading** a claimed job fetches two fields, ``data`` and ``meta``, and decodes them the
-  way ``Job.restore`` does (``data`` is zlib-compressed, both are RQ's ``JSONSerializer``).
-
-On first use :class:`JobWriter` checks its copies with RQ's own ``Job.restore``; if this RQ
-version stores jobs differently, it logs a warning and enqueues every job through RQ.
+- The **intake line** an event arrives in is ``lines.py``'s (re-exported here).
+- A **delivery job** is an RQ job whose id is the event's uuid, calling :data:`DELIVER` with
+  the payload as its only argument, stored with :class:`JobSerializer` (JSON): no token and
+  no pickled object ever reaches Redis. The job's ``meta`` keeps the delivery history
+  (``attempts``, ``last_error``, ``retry`` or ``failure``).
+- Jobs are written and read with RQ's own API (``Queue.prepare_data``, ``Job.restore``); only
+  the serializer is ours, to read a job whose ``meta`` another tool rewrote with pickle.
 """
 
 from __future__ import annotations
 
+import io
 import json
-import logging
-import uuid
-import zlib
-from collections.abc import Mapping, Sequence
+import pickle
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
 from rq import Queue
 from rq.job import Job
-from rq.serializers import JSONSerializer
 
-__all__ = ["DELIVER", "ClaimedJob", "JobWriter", "read_claimed"]
+from .lines import decode_line, encode_line
+
+__all__ = [
+    "DELIVER",
+    "ClaimedJob",
+    "JobSerializer",
+    "decode_line",
+    "describe",
+    "encode_line",
+    "job_data",
+    "read_job",
+]
 
 #: The job function's import path, as RQ stores it in every delivery job (so it never
 #: changes: queued jobs of an older version must still run).
 DELIVER = "flask_intercom_events.jobs.deliver"
 
-log = logging.getLogger("flask_intercom_events.delivery")
-
-# KEYS: queue. ARGV: job key prefix, number of shared fields N, N field/value pairs, then
-# (id, data, description) per copy.
-_WRITE_COPIES = r"""
-local prefix, shared = ARGV[1], tonumber(ARGV[2])
-local base = {}
-for i = 3, 2 + 2 * shared do
-  base[#base + 1] = ARGV[i]
-end
-local ids = {}
-for i = 3 + 2 * shared, #ARGV, 3 do
-  local fields = {prefix .. ARGV[i]}
-  for _, value in ipairs(base) do
-    fields[#fields + 1] = value
-  end
-  fields[#fields + 1] = 'data'
-  fields[#fields + 1] = ARGV[i + 1]
-  fields[#fields + 1] = 'description'
-  fields[#fields + 1] = ARGV[i + 2]
-  redis.call('HSET', unpack(fields))
-  ids[#ids + 1] = ARGV[i]
-end
-if #ids > 0 then
-  redis.call('RPUSH', KEYS[1], unpack(ids))
-end
-return #ids
-"""
+_PICKLE_MARK = 0x80  # every pickle of protocol 2 or later starts with PROTO
 
 
-@dataclass(frozen=True)
-class ClaimedJob:
-    """A claimed job as the worker needs it: id, function, arguments and ``meta``.
+class _PlainUnpickler(pickle.Unpickler):
+    """Unpickles plain data only (dicts, lists, strings, numbers): never a class or a call."""
 
-    ``problem`` says why the job could not be read (it then fails without being sent).
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a job's pickle")
+
+
+class JobSerializer:
+    """RQ's JSON serializer, reading back what a tool rewrote with pickle (plain data only).
+
+    rq-dashboard (without ``-j``) and ``rq requeue`` (without ``-S json``) save a job's
+    ``meta`` with pickle; such a job must still be read, not failed. RQ 2 keeps a ``meta``
+    it cannot read as ``{"unserialized": <bytes>}``; those bytes are read too.
     """
 
-    id: str
-    func_name: str | None
-    args: Sequence[Any] = ()
-    kwargs: Mapping[str, Any] = field(default_factory=dict)
-    meta: Mapping[str, Any] = field(default_factory=dict)
-    problem: str | None = None
+    @staticmethod
+    def dumps(obj: Any) -> bytes:
+        return json.dumps(obj).encode("utf-8")
+
+    @staticmethod
+    def loads(data: bytes | str) -> Any:
+        raw = data.encode("utf-8") if isinstance(data, str) else data
+        if raw[:1] and raw[0] == _PICKLE_MARK:
+            value = _PlainUnpickler(io.BytesIO(raw)).load()
+            inner = value.get("unserialized") if isinstance(value, dict) else None
+            if isinstance(inner, (bytes, str)) and len(value) == 1:
+                return JobSerializer.loads(inner)
+            return value
+        return json.loads(raw)
 
 
-def read_claimed(job_id: str, data: bytes | None, meta: bytes | None) -> ClaimedJob:
-    """A :class:`ClaimedJob` from the job hash's ``data`` and ``meta`` fields."""
-    if data is None:
-        return ClaimedJob(job_id, None, problem="the job has no data (it was deleted)")
-    try:
-        with_meta = json.loads(meta) if meta else {}
-        try:
-            raw = zlib.decompress(data)
-        except zlib.error:
-            raw = data  # RQ's fallback: stored uncompressed
-        func_name, _instance, args, kwargs = json.loads(raw)
-        if not isinstance(with_meta, dict) or not isinstance(args, list):
-            raise ValueError("unexpected shape")
-    except (ValueError, TypeError) as exc:
-        return ClaimedJob(job_id, None, problem=f"the job cannot be read as JSON: {exc}")
-    return ClaimedJob(job_id, func_name, args, kwargs or {}, with_meta)
-
-
-class JobWriter:
-    """Enqueues delivery jobs (function :data:`~flask_intercom_events.jobs.DELIVER`, one
-    payload each) onto ``queue`` inside a caller's transaction."""
-
-    def __init__(self, queue: Queue, *, failure_ttl: int) -> None:
-        self.queue = queue
-        self.failure_ttl = failure_ttl
-        self._copies_work: bool | None = None
-        self._write_copies = queue.connection.register_script(_WRITE_COPIES)
-
-    def enqueue(self, payloads: Sequence[dict[str, Any]], pipe: Any) -> list[str]:
-        """Queue one job per payload in ``pipe`` (a transaction); returns the job ids."""
-        if not payloads:
-            return []
-        if self._copies_work is False:
-            return [job.id for job in self.queue.enqueue_many(self._data(payloads), pipeline=pipe)]
-        [first] = self.queue.enqueue_many(self._data(payloads[:1]), pipeline=pipe)
-        record = first.to_dict()
-        if self._copies_work is None:
-            self._copies_work = self._check(record)
-            if not self._copies_work:
-                rest = self.queue.enqueue_many(self._data(payloads[1:]), pipeline=pipe)
-                return [first.id, *(job.id for job in rest)]
-        shared = [
-            part
-            for name, value in record.items()
-            if name not in ("data", "description")
-            for part in (name, value)
-        ]
-        ids = [first.id]
-        copies: list[Any] = []
-        for payload in payloads[1:]:
-            job_id = str(uuid.uuid4())  # as RQ makes them
-            copies += [job_id, _encoded(payload), _description(payload)]
-            ids.append(job_id)
-        if copies:
-            self._write_copies(
-                keys=[self.queue.key],
-                args=[Job.key_for(""), len(shared) // 2, *shared, *copies],
-                client=pipe,
-            )
-        return ids
-
-    def _data(self, payloads: Sequence[dict[str, Any]]) -> list[Any]:
-        return [
-            Queue.prepare_data(
-                DELIVER,
-                args=[payload],
-                result_ttl=0,
-                failure_ttl=self.failure_ttl,
-                description=_description(payload),
-            )
-            for payload in payloads
-        ]
-
-    def _check(self, record: dict[str, Any]) -> bool:
-        """Whether a copy of ``record`` reads back, through RQ, as the job it should be."""
-        payload = {"event_name": "format-check", "created_at": 0, "user_id": "check"}
-        stored = {
-            key.encode(): _redis_bytes(value) for key, value in _copy(record, payload).items()
-        }
-        try:
-            probe = Job("format-check", connection=self.queue.connection, serializer=JSONSerializer)
-            probe.restore(stored)
-            ours = read_claimed("format-check", stored.get(b"data"), stored.get(b"meta"))
-            works = (
-                probe.func_name == DELIVER
-                and list(probe.args) == [payload]
-                and probe.description == _description(payload)
-                and probe.origin == self.queue.name
-                and ours.func_name == DELIVER
-                and list(ours.args) == [payload]
-            )
-        except Exception as exc:
-            log.warning("Job record check failed (%s); enqueueing every job through RQ", exc)
-            return False
-        if not works:
-            log.warning("This RQ stores jobs differently; enqueueing every job through RQ")
-        return works
-
-
-def _copy(record: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
-    """The record of a copy, as ``_WRITE_COPIES`` writes it."""
-    return {**record, "data": _encoded(payload), "description": _description(payload)}
-
-
-def _encoded(payload: dict[str, Any]) -> bytes:
-    # What JSONSerializer.dumps makes of RQ's (function, instance, args, kwargs) tuple,
-    # compressed as Job.to_dict does.
-    return zlib.compress(json.dumps((DELIVER, None, [payload], {})).encode("utf-8"))
-
-
-def _description(payload: Mapping[str, Any]) -> str:
+def describe(payload: Mapping[str, Any]) -> str:
+    """A job's description, as RQ's tools show it."""
     return f"Intercom event {payload.get('event_name')!r}"
 
 
-def _redis_bytes(value: Any) -> bytes:
-    # What redis-py's encoder sends, i.e. what HGETALL would give back.
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode()
-    return repr(value).encode()
+def job_data(
+    uuid: str,
+    payload: Mapping[str, Any],
+    *,
+    failure_ttl: int,
+    meta: Mapping[str, Any] | None = None,
+) -> Any:
+    """What ``Queue.enqueue_many`` needs to make the delivery job of one event."""
+    return Queue.prepare_data(
+        DELIVER,
+        args=[dict(payload)],
+        job_id=uuid,
+        result_ttl=0,
+        failure_ttl=failure_ttl,
+        description=describe(payload),
+        meta=dict(meta) if meta else None,
+    )
+
+
+@dataclass
+class ClaimedJob:
+    """A delivery job a worker holds: RQ's job, the event's payload and delivery history.
+
+    ``problem`` says why the job cannot be delivered (it is then failed without being sent,
+    with reason ``problem_reason``); ``execution`` is the id of RQ's execution record while it
+    is being sent.
+    """
+
+    id: str
+    job: Job | None
+    payload: dict[str, Any] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    problem: str | None = None
+    execution: str = ""
+    problem_reason: str = "unreadable_job"
+
+    @property
+    def event_name(self) -> str:
+        """The event's name, for log lines (``?`` if the job cannot be read)."""
+        name = (self.payload or {}).get("event_name")
+        return name if isinstance(name, str) else "?"
+
+
+def read_job(job_id: str, raw: Mapping[bytes, bytes], connection: redis.Redis) -> ClaimedJob:
+    """A :class:`ClaimedJob` from a job hash as ``HGETALL`` gives it (RQ's ``Job.restore``)."""
+    if not raw:
+        return ClaimedJob(job_id, None, problem="the job's record is gone (deleted or expired)")
+    job = Job(job_id, connection=connection, serializer=JobSerializer)
+    try:
+        job.restore(dict(raw))
+        func_name, args, kwargs = job.func_name, job.args, job.kwargs
+    except Exception as exc:  # whatever RQ or the serializer raise for a record they can't read
+        return ClaimedJob(job_id, job, problem=f"the job cannot be read: {exc}")
+    meta = job.meta if isinstance(job.meta, dict) else {}
+    if func_name != DELIVER:
+        return ClaimedJob(
+            job_id,
+            job,
+            meta=meta,
+            problem=f"the job calls {func_name!r}, not {DELIVER}: only Intercom event "
+            "deliveries belong on this queue",
+            problem_reason="foreign_job",
+        )
+    if len(args) != 1 or not isinstance(args[0], dict) or kwargs:
+        return ClaimedJob(job_id, job, meta=meta, problem="the job's arguments are not one event")
+    return ClaimedJob(job_id, job, payload=args[0], meta=meta)

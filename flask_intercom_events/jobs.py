@@ -17,20 +17,24 @@ from typing import Any
 
 from flask import current_app, has_app_context
 
+from .client import IntercomClient
 from .config import Settings
 from .errors import ConfigurationError
 from .events import Event
 from .job_records import DELIVER
 from .signals import event_delivered
-from .state import make_client, state_of
+from .state import state_of
 
 __all__ = ["DELIVER", "client_for", "deliver"]
 
 log = logging.getLogger("flask_intercom_events.worker")
 
 
-def deliver(payload: Mapping[str, Any]) -> dict[str, Any]:
+def deliver(payload: Mapping[str, Any], *, uuid: str | None = None) -> dict[str, Any]:
     """Send one event to Intercom; the function every delivery job calls.
+
+    ``uuid`` is the event's :attr:`~flask_intercom_events.Event.uuid` (the job's id: the
+    worker passes it, so receivers of ``event_delivered`` get the event as it was tracked).
 
     Returns what Intercom answered (JSON-serialisable, so RQ can keep it): ``status``,
     ``rate_limit`` (``limit``, ``remaining``, ``reset``), ``server_time`` and ``elapsed``.
@@ -46,7 +50,7 @@ def deliver(payload: Mapping[str, Any]) -> dict[str, Any]:
             "`flask --app yourapp intercom worker`, not a bare `rq worker`"
         )
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    event = Event.from_payload(payload)
+    event = Event.from_payload(payload, uuid=uuid)
     result = client_for(state_of(app).settings).create_event(event)
     if event_delivered.receivers:
         try:
@@ -82,7 +86,7 @@ class _ProcessClients:
             with self._lock:
                 client = self._clients.get(settings)
                 if client is None:
-                    client = make_client(settings, pool_size=pool_size)
+                    client = IntercomClient.from_settings(settings, pool_size=pool_size)
                     self._clients[settings] = client
         return client
 

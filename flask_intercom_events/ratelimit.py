@@ -3,7 +3,7 @@
 Intercom counts calls per app in fixed windows (10 s; 1,666 calls for 10,000 a minute) and
 says where it stands in every answer: ``X-RateLimit-Limit`` (the window's allowance),
 ``-Remaining`` and ``-Reset`` (when the window refills, Unix seconds). The budget is a Redis
-hash that every worker spends from atomically (Lua, with Redis's own clock so that machines
+hash every worker spends from atomically (``lua/budget.lua``, on Redis's clock so machines
 need not agree on the time):
 
 - its window starts aligned to the window length, then follows the ``Reset`` Intercom
@@ -13,150 +13,39 @@ need not agree on the time):
 - calls granted in the last quarter second of a window (a tenth of it, for short windows)
   may reach Intercom once the next window began: they count against both;
 - the allowance is ``INTERCOM_EVENTS_RATE_LIMIT`` scaled to the window, lowered to
-  ``X-RateLimit-Limit`` when Intercom allows less;
-- a ``429`` (or ``Remaining: 0``) blocks every worker until the reset (or ``Retry-After``).
+  ``X-RateLimit-Limit`` when Intercom allows less, for :data:`LIMIT_TRUSTED_FOR` seconds;
+- a ``429`` (or ``Remaining: 0``) blocks every worker until the reset (or ``Retry-After``);
+- a refused token *pauses* the budget: one probe call every 30 s until one succeeds.
 
-The hash is keyed by a fingerprint of the token (a truncated SHA-256), never the token.
+Headers are trusted only within sane bounds (:func:`trusted`): one absurd header must never
+stop delivery for years. The hash is keyed by a fingerprint of the token, never the token.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 
 import redis
 
 from .errors import RateLimitInfo
+from .keys import budget_key
+from .scripts import Scripts
 
-__all__ = ["BUDGET_LUA", "BudgetState", "RateBudget", "budget_key", "seconds_until_reset"]
+__all__ = [
+    "LIMIT_TRUSTED_FOR",
+    "BudgetState",
+    "RateBudget",
+    "Trusted",
+    "budget_key",
+    "seconds_until_reset",
+    "trusted",
+]
 
-#: Lua functions shared by every script that spends from a budget (see ``delivery.py``).
-#: ``budget_take(key, want, limit, width, now)`` returns ``granted, wait`` (seconds until
-#: more can be granted, when fewer than ``want`` were).
-BUDGET_LUA = r"""
-local function budget_now()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) + tonumber(t[2]) / 1000000
-end
-
--- The current window: its reset time and what was spent in it. Calls granted in the last
--- moments of a window (``late``) may reach Intercom after it refilled: they count in the
--- next window too.
-local function budget_window(key, width, now)
-  local s = redis.call('HMGET', key, 'reset', 'used', 'blocked', 'limit', 'late')
-  local reset = tonumber(s[1])
-  local used = tonumber(s[2]) or 0
-  local late = tonumber(s[5]) or 0
-  if not reset then
-    reset = (math.floor(now / width) + 1) * width
-    used, late = 0, 0
-  elseif now >= reset then
-    if now < reset + width then
-      used = late
-    else
-      used = 0
-    end
-    late = 0
-    reset = reset + (math.floor((now - reset) / width) + 1) * width
-  end
-  return reset, used, tonumber(s[3]) or 0, tonumber(s[4]), late
-end
-
-local function budget_save(key, reset, used, late, width)
-  redis.call('HSET', key, 'reset', string.format('%.3f', reset), 'used', used, 'late', late)
-  redis.call('PEXPIRE', key, math.ceil(width * 1000) * 60)
-end
-
-local function budget_take(key, want, limit, width, now)
-  local reset, used, blocked, header_limit, late = budget_window(key, width, now)
-  if now < blocked then
-    return 0, blocked - now
-  end
-  if header_limit and header_limit < limit then
-    limit = header_limit
-  end
-  local granted = math.max(0, math.min(want, limit - used))
-  if reset - now < math.min(0.25, width / 10) then
-    late = late + granted
-  end
-  budget_save(key, reset, used + granted, late, width)
-  if granted < want then
-    return granted, math.max(reset - now, 0.001)
-  end
-  return granted, 0
-end
-"""
-
-_TAKE = (
-    BUDGET_LUA
-    + r"""
-local granted, wait = budget_take(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]),
-                                  tonumber(ARGV[3]), budget_now())
-return {granted, tostring(wait)}
-"""
-)
-
-# ARGV: width, header limit (or ''), remaining (or ''), seconds to reset (or ''),
-#       block seconds (or ''): block every worker that long from now.
-_OBSERVE = (
-    BUDGET_LUA
-    + r"""
-local key, width = KEYS[1], tonumber(ARGV[1])
-local header_limit, remaining = tonumber(ARGV[2]), tonumber(ARGV[3])
-local reset_in, block_for = tonumber(ARGV[4]), tonumber(ARGV[5])
-local now = budget_now()
-local reset, used, blocked, _, late = budget_window(key, width, now)
-if header_limit then
-  redis.call('HSET', key, 'limit', header_limit)
-end
-if header_limit and remaining and reset_in then
-  local reported = now + reset_in
-  local spent = header_limit - remaining
-  if reported > now then
-    if math.abs(reported - reset) <= 0.5 then
-      used = math.max(used, spent)
-    elseif reported > reset then
-      -- Intercom is already in a later window than ours: follow it.
-      reset, used, late = reported, spent, 0
-    else
-      -- Intercom's window ends before ours: adopt its end, keep the larger count.
-      reset, used = reported, math.max(used, spent)
-    end
-    if remaining <= 0 then
-      blocked = math.max(blocked, reported)
-    end
-  end
-end
-if block_for then
-  blocked = math.max(blocked, now + block_for)
-end
-budget_save(key, reset, used, late, width)
-if blocked > now then
-  redis.call('HSET', key, 'blocked', string.format('%.3f', blocked))
-end
-return tostring(math.max(blocked - now, 0))
-"""
-)
-
-_STATE = (
-    BUDGET_LUA
-    + r"""
-local now = budget_now()
-local reset, used, blocked, header_limit = budget_window(KEYS[1], tonumber(ARGV[1]), now)
-return {tostring(reset - now), used, tostring(math.max(blocked - now, 0)),
-        header_limit or -1}
-"""
-)
-
-
-def budget_key(access_token: str) -> str:
-    """The Redis key of the budget shared by every worker using ``access_token``.
-
-    Only a fingerprint of the token appears in it.
-    """
-    digest = hashlib.sha256(b"flask-intercom-events:" + access_token.encode()).hexdigest()
-    return f"intercom-events:rate:{digest[:16]}"
+#: Seconds a lower ``X-RateLimit-Limit`` is obeyed after Intercom last reported it.
+LIMIT_TRUSTED_FOR = 600.0
+#: How far past one window a reported ``X-RateLimit-Reset`` may lie and still be believed.
+RESET_MARGIN = 5.0
 
 
 def seconds_until_reset(
@@ -177,11 +66,65 @@ def seconds_until_reset(
 
 
 @dataclass(frozen=True)
+class Trusted:
+    """What of a response's rate-limit headers is believable: ``info`` (absurd values
+    dropped), ``reset_in`` (seconds), ``retry_after`` (capped) and the ``problems`` seen
+    (one short sentence each, for a warning)."""
+
+    info: RateLimitInfo
+    reset_in: float | None
+    retry_after: float | None
+    problems: tuple[str, ...] = ()
+
+
+def trusted(
+    info: RateLimitInfo,
+    retry_after: float | None,
+    *,
+    now: float,
+    server_time: float | None,
+    window: float,
+    retry_cap: float,
+) -> Trusted:
+    """Keep the rate-limit headers only within sane bounds (pure).
+
+    A reset more than one window plus :data:`RESET_MARGIN` ahead (a millisecond value, a
+    date years away) is ignored; a limit below 1, a negative remaining or one above the limit
+    is ignored; ``Retry-After`` is capped at ``retry_cap`` seconds.
+    """
+    problems: list[str] = []
+    limit, remaining, reset = info.limit, info.remaining, info.reset
+    if limit is not None and limit < 1:
+        problems.append(f"X-RateLimit-Limit {limit} (a limit must allow a call)")
+        limit = None
+    if remaining is not None and (remaining < 0 or (limit is not None and remaining > limit)):
+        problems.append(f"X-RateLimit-Remaining {remaining} (limit {limit})")
+        remaining = None
+    reset_in = seconds_until_reset(reset, now=now, server_time=server_time)
+    if reset_in is not None and reset_in > window + RESET_MARGIN:
+        problems.append(
+            f"X-RateLimit-Reset {reset} ({reset_in:.0f} s ahead, more than a {window:g} s window)"
+        )
+        reset, reset_in = None, None
+    if retry_after is not None and retry_after > retry_cap:
+        problems.append(f"Retry-After {retry_after:g} s (capped at {retry_cap:g} s)")
+        retry_after = retry_cap
+    return Trusted(
+        RateLimitInfo(limit=limit, remaining=remaining, reset=reset),
+        reset_in,
+        retry_after,
+        tuple(problems),
+    )
+
+
+@dataclass(frozen=True)
 class BudgetState:
-    """A snapshot of a budget (for ``flask intercom status``).
+    """A snapshot of a budget (for ``flask intercom status`` and the metrics).
 
     ``allowance`` is what a window allows (the configured one, or Intercom's when lower),
-    ``used`` what is spent in the current window, ``resets_in`` and ``blocked_for`` seconds.
+    ``used`` what is spent in the current window, ``resets_in`` and ``blocked_for`` seconds;
+    ``paused_since`` (Unix time) and ``paused_reason`` say Intercom refuses the token,
+    ``probe_in`` when the next probe goes.
     """
 
     allowance: int
@@ -189,12 +132,21 @@ class BudgetState:
     resets_in: float
     blocked_for: float
     intercom_limit: int | None
+    paused_since: float | None = None
+    paused_reason: str | None = None
+    probe_in: float | None = None
+
+    @property
+    def remaining(self) -> int:
+        """Calls left in the current window."""
+        return max(self.allowance - self.used, 0)
 
 
 class RateBudget:
     """The budget of one access token: ``allowance`` calls per ``window`` seconds.
 
-    Every method is one atomic Redis call.
+    Every method is one atomic Redis call. ``now`` arguments (Unix seconds) replace Redis's
+    clock, for tests that walk through windows without waiting for them.
     """
 
     def __init__(
@@ -208,19 +160,19 @@ class RateBudget:
         self.key = budget_key(access_token)
         self.allowance = allowance
         self.window = window
-        self._take = connection.register_script(_TAKE)
-        self._observe = connection.register_script(_OBSERVE)
-        self._state = connection.register_script(_STATE)
+        self._scripts = Scripts(connection)
 
     def __repr__(self) -> str:
         return f"RateBudget(key={self.key!r}, allowance={self.allowance}, window={self.window:g})"
 
-    def take(self, want: int) -> tuple[int, float]:
+    def take(self, want: int, *, now: float | None = None) -> tuple[int, float]:
         """Spend up to ``want`` calls now: ``(granted, wait)``, where ``wait`` is the seconds
         until more can be granted (``0`` when all were)."""
         if want <= 0:
             return 0, 0.0
-        granted, wait = self._take(keys=[self.key], args=[want, self.allowance, self.window])
+        granted, wait = self._scripts.take(
+            budget=self.key, want=want, allowance=self.allowance, window=self.window, now=now
+        )
         return int(granted), float(wait)
 
     def observe(
@@ -229,26 +181,45 @@ class RateBudget:
         *,
         reset_in: float | None,
         block_for: float | None = None,
+        now: float | None = None,
     ) -> float:
-        """Correct the budget with what Intercom answered; returns seconds every worker is
-        now blocked for (``0`` if none).
+        """Correct the budget with what Intercom answered (headers already :func:`trusted`);
+        returns seconds every worker is now blocked for (``0`` if none).
 
-        ``info`` holds the ``X-RateLimit-*`` values, ``reset_in`` the seconds until the reset
-        (see :func:`seconds_until_reset`), ``block_for`` a wait to impose on every worker
-        (after a 429: until the reset, or ``Retry-After``).
+        ``reset_in`` is the seconds until the reset, ``block_for`` a wait to impose on every
+        worker (after a 429: until the reset, or ``Retry-After``).
         """
-        args: list[str | float] = [
-            self.window,
-            _optional(info.limit),
-            _optional(info.remaining),
-            _optional(reset_in),
-            _optional(block_for),
-        ]
-        return float(self._observe(keys=[self.key], args=args))
+        return float(
+            self._scripts.observe(
+                budget=self.key,
+                window=self.window,
+                limit=_optional(info.limit),
+                remaining=_optional(info.remaining),
+                reset_in=_optional(reset_in),
+                block_for=_optional(block_for),
+                limit_ttl=LIMIT_TRUSTED_FOR,
+                now=now,
+            )
+        )
 
-    def state(self) -> BudgetState:
+    def pause(self, reason: str, *, now: float, probe_every: float) -> bool:
+        """Intercom refused the token: every worker stops claiming but for one probe call
+        every ``probe_every`` seconds. Returns ``True`` if this started the pause."""
+        with self.connection.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(self.key, "paused", f"{now:.3f}")
+            pipe.hset(self.key, mapping={"paused_reason": reason, "probe_at": now + probe_every})
+            started, _ = pipe.execute()
+        return bool(started)
+
+    def resume(self) -> bool:
+        """A call succeeded: the token works. Returns ``True`` if a pause ended."""
+        return bool(self.connection.hdel(self.key, "paused", "paused_reason", "probe_at"))
+
+    def state(self, *, now: float | None = None) -> BudgetState:
         """Where the current window stands."""
-        resets_in, used, blocked_for, limit = self._state(keys=[self.key], args=[self.window])
+        resets_in, used, blocked_for, limit, paused, reason, probe_in = self._scripts.budget_state(
+            budget=self.key, window=self.window, now=now
+        )
         intercom_limit = int(limit) if int(limit) >= 0 else None
         allowance = self.allowance
         if intercom_limit is not None:
@@ -259,10 +230,18 @@ class RateBudget:
             resets_in=float(resets_in),
             blocked_for=float(blocked_for),
             intercom_limit=intercom_limit,
+            paused_since=float(paused) if paused else None,
+            paused_reason=_decoded(reason) or None,
+            probe_in=float(probe_in) if probe_in else None,
         )
 
 
 def _optional(value: float | None) -> str | float:
+    """A value for a script argument: ``''`` when unknown."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return ""
     return value
+
+
+def _decoded(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value or "")

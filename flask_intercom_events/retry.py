@@ -19,15 +19,19 @@ from typing import Any
 from .errors import IntercomAPIError, InvalidEventError
 
 __all__ = [
+    "Action",
     "Attempts",
     "Decision",
     "RetryPolicy",
+    "Settlement",
     "Verdict",
     "backoff",
     "classify",
     "classify_error",
     "decide",
+    "is_event_name_limit",
     "reason_of",
+    "settle",
 ]
 
 
@@ -43,12 +47,13 @@ class Verdict(enum.Enum):
     REJECTED = "rejected"
     """400, 422, any other refusal, or an invalid event: final."""
     UNAUTHORIZED = "unauthorized"
-    """401, 403: the access token is wrong or lacks scope; final, and worth shouting about."""
+    """401, 403: the access token is wrong or lacks scope. Not the event's fault: every event
+    would fail the same way, so delivery pauses (the event goes back on the queue)."""
 
     @property
     def final(self) -> bool:
         """Whether the event goes straight to the failed registry."""
-        return self in (Verdict.REJECTED, Verdict.UNAUTHORIZED)
+        return self is Verdict.REJECTED
 
 
 def classify(status: int | None) -> Verdict:
@@ -87,10 +92,23 @@ def reason_of(error: BaseException) -> str:
     if isinstance(error, IntercomAPIError):
         if error.status is None:
             return "network"
+        if is_event_name_limit(error):
+            return "422 too_many_event_names"
         return f"{error.status} {error.code}" if error.code else str(error.status)
     if isinstance(error, InvalidEventError):
         return "invalid_event"
-    return type(error).__name__
+    label = getattr(error, "reason", None)  # an error that names its own group
+    return label if isinstance(label, str) and label else type(error).__name__
+
+
+def is_event_name_limit(error: BaseException) -> bool:
+    """Whether Intercom refused a new event name: "Cannot have more than 120 active event
+    names" (the workspace's limit; the code it answers with varies)."""
+    return (
+        isinstance(error, IntercomAPIError)
+        and error.status == 422
+        and "active event names" in (error.message or "")
+    )
 
 
 @dataclass(frozen=True)
@@ -113,6 +131,9 @@ class RetryPolicy:
     max_delay: float = 300.0
     not_found_delays: tuple[float, ...] = (60.0, 300.0, 900.0)
     window: float = 10.0
+    #: Waits before each retry of an event whose contact the worker just created (or found
+    #: existing, 409): Intercom's search is eventually consistent, a few seconds at most.
+    created_contact_delays: tuple[float, ...] = (2.0, 5.0, 15.0, 30.0, 60.0)
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -148,24 +169,34 @@ class Attempts:
     throttled: int = 0
     not_found: int = 0
     first_at: float | None = None
+    #: 404s since the worker created the contact (or found it existing).
+    after_contact: int = 0
 
-    def after(self, verdict: Verdict, now: float) -> Attempts:
-        """The history once one more attempt failed with ``verdict`` at ``now``."""
+    def after(self, verdict: Verdict, now: float, *, contact_created: bool = False) -> Attempts:
+        """The history once one more attempt failed with ``verdict`` at ``now``
+        (``contact_created``: the worker created the event's contact just before)."""
+        missing = verdict is Verdict.CONTACT_MISSING
         return Attempts(
             total=self.total + 1,
             throttled=self.throttled + (verdict is Verdict.THROTTLED),
-            not_found=self.not_found + (verdict is Verdict.CONTACT_MISSING),
+            not_found=self.not_found + missing,
             first_at=self.first_at if self.first_at is not None else now,
+            after_contact=self.after_contact + missing
+            if contact_created or self.after_contact
+            else 0,
         )
 
     def to_meta(self) -> dict[str, Any]:
         """The JSON form stored in ``job.meta["attempts"]``."""
-        return {
+        meta: dict[str, Any] = {
             "total": self.total,
             "throttled": self.throttled,
             "not_found": self.not_found,
             "first_at": self.first_at,
         }
+        if self.after_contact:
+            meta["after_contact"] = self.after_contact
+        return meta
 
     @classmethod
     def from_meta(cls, data: object) -> Attempts:
@@ -183,6 +214,7 @@ class Attempts:
             throttled=count("throttled"),
             not_found=count("not_found"),
             first_at=float(first) if isinstance(first, (int, float)) else None,
+            after_contact=count("after_contact"),
         )
 
 
@@ -234,19 +266,111 @@ def decide(
         # every waiting event from landing in the same instant of the new window.
         wait = floor if floor > 0 else policy.window
         delay = wait + min(1.0, policy.window / 10) * draw
+    elif verdict is Verdict.CONTACT_MISSING and attempts.after_contact:
+        # The worker created the contact: Intercom's search catches up within seconds.
+        if attempts.after_contact > len(policy.created_contact_delays):
+            tries = _times(attempts.after_contact, "try", "tries")
+            return Decision(
+                False, reason=f"the contact was created but still not found after {tries}"
+            )
+        delay = max(policy.created_contact_delays[attempts.after_contact - 1], floor)
     elif verdict is Verdict.CONTACT_MISSING:
         if attempts.not_found > len(policy.not_found_delays):
-            tries = attempts.not_found
-            return Decision(False, reason=f"the contact was still not found after {tries} tries")
+            tries = _times(attempts.not_found, "try", "tries")
+            return Decision(False, reason=f"the contact was still not found after {tries}")
         delay = max(policy.not_found_delays[attempts.not_found - 1], floor)
     else:
         delay = max(backoff(attempts.total - attempts.throttled, policy, draw), floor)
     if verdict is not Verdict.THROTTLED and attempts.total - attempts.throttled >= (
         policy.max_attempts
     ):
-        return Decision(False, reason=f"gave up after {attempts.total} attempts")
+        return Decision(
+            False, reason=f"gave up after {_times(attempts.total, 'attempt', 'attempts')}"
+        )
     first = attempts.first_at if attempts.first_at is not None else now
     if now + delay - first > policy.max_retry_time:
         spent = round(now - first)
         return Decision(False, reason=f"gave up after {spent} s of retries (max_retry_time)")
     return Decision(True, delay=delay, reason=f"retry in {delay:.1f} s")
+
+
+def _times(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
+class Action(enum.Enum):
+    """What becomes of an event after an attempt."""
+
+    RETRY = "retry"
+    """Scheduled again (RQ's scheduled registry)."""
+    FAIL = "fail"
+    """Given up (RQ's failed registry, with the reason)."""
+    PAUSE = "pause"
+    """Back on the queue, untouched: the access token is refused, so delivery pauses."""
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """The decision about one failed attempt.
+
+    ``reason`` groups events (``"404 not_found"``, ``"network"``); ``why`` says it in words
+    (``"retry in 55.0 s"``, ``"gave up after 10 attempts"``); ``attempts`` is the history to
+    keep; ``block_for`` is a wait every worker must honour (after a 429).
+    """
+
+    action: Action
+    reason: str
+    why: str
+    delay: float = 0.0
+    attempts: Attempts = Attempts()
+    block_for: float | None = None
+
+
+def settle(
+    error: BaseException,
+    attempts: Attempts,
+    policy: RetryPolicy,
+    *,
+    now: float,
+    draw: float,
+    retry_after: float | None = None,
+    reset_in: float | None = None,
+    window_spent: bool = False,
+    contact_created: bool = False,
+) -> Settlement:
+    """What to do with an event whose attempt raised ``error`` (pure).
+
+    ``attempts`` is the history before this attempt; ``retry_after`` and ``reset_in`` come
+    from the response's headers, already within sane bounds; ``window_spent`` says the rate
+    window is known to be used up (a 429, or ``X-RateLimit-Remaining: 0``);
+    ``contact_created``: the worker created the event's contact just before this attempt.
+    """
+    verdict = classify_error(error)
+    reason = reason_of(error)
+    if verdict is Verdict.UNAUTHORIZED:
+        return Settlement(
+            Action.PAUSE,
+            reason,
+            "the access token is refused: delivery pauses until it works again",
+            attempts=attempts,
+        )
+    history = attempts.after(verdict, now, contact_created=contact_created)
+    block_for = None
+    if verdict is Verdict.THROTTLED:
+        block_for = max(retry_after or 0.0, reset_in or 0.0) or policy.window
+    decision = decide(
+        verdict,
+        history,
+        policy,
+        now=now,
+        draw=draw,
+        retry_after=retry_after,
+        window_resets_in=reset_in if window_spent or verdict is Verdict.THROTTLED else None,
+    )
+    why = decision.reason
+    if verdict is Verdict.REJECTED and not isinstance(error, IntercomAPIError):
+        # Our side refused it (an invalid payload, a job another tool broke): say so rather
+        # than blame Intercom, which never saw it.
+        why = f"the event cannot be sent as stored ({type(error).__name__}); retrying cannot help"
+    action = Action.RETRY if decision.retry else Action.FAIL
+    return Settlement(action, reason, why, decision.delay, history, block_for)

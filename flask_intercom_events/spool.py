@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import socket
@@ -19,6 +18,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from .lines import decode_line
 
 __all__ = ["Spool"]
 
@@ -131,7 +132,7 @@ class Spool:
         good = []
         for line in lines:
             try:
-                json.loads(line)
+                decode_line(line)
             except ValueError:
                 # A torn last line (a crash mid-write) cannot be delivered: keep it visible.
                 self._reject(line, path)

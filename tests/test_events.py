@@ -1,13 +1,18 @@
 from __future__ import annotations
 
+import base64
+import dataclasses
 import json
 import math
+import re
+import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
 from flask_intercom_events import Event, Identity, InvalidEventError, Money, RichLink
+from flask_intercom_events.events import new_event_uuid
 
 USER = Identity(user_id="314159")
 WHEN = 1671028894
@@ -44,15 +49,15 @@ def test_event_name_accepted(name: str, expected: str) -> None:
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("", "must not be empty"),
-        ("   ", "must not be empty"),
+        ("", "must be a non-empty string, got ''"),
+        ("   ", "must be a non-empty string, got '   '"),
         (" padded", "leading or trailing whitespace"),
         ("invited.friend", "use 'invited-friend' instead"),
         ("paid$", "use 'paid-' instead"),
         ("Paid.Plan", "use 'paid-plan' instead"),
         ("bell\x07", "control character"),
-        (None, "must be a string, got NoneType"),
-        (42, "must be a string, got int"),
+        (None, "must be a non-empty string, got NoneType None"),
+        (42, "must be a non-empty string, got int 42"),
     ],
 )
 def test_event_name_refused(name: object, message: str) -> None:
@@ -398,3 +403,435 @@ def test_from_payload_accepts_the_documented_example() -> None:
         "metadata": {"invite_code": "ADDAFRIEND"},
     }
     assert Event.from_payload(body).to_payload() == body
+
+
+# --- strings must be valid UTF-8 (lone surrogates) ------------------------------------------
+
+# A lone surrogate is what os.fsdecode, surrogateescape or a broken JSON decoder leave behind.
+# Python holds it in a str, but it has no UTF-8 form: the Redis push would fail, so the event
+# must be refused when it is built.
+JOSE = "Jos\udce9"
+
+
+@pytest.mark.parametrize(
+    ("build", "field", "message"),
+    [
+        pytest.param(
+            lambda: Event.create(JOSE, identity=USER),
+            "event_name",
+            "event_name contains a lone surrogate (\\udce9 at position 3)",
+            id="event-name",
+        ),
+        pytest.param(
+            lambda: Identity(user_id=JOSE),
+            "user_id",
+            "user_id contains a lone surrogate (\\udce9 at position 3)",
+            id="user-id",
+        ),
+        pytest.param(
+            lambda: Identity(email="jos\udce9@example.com"),
+            "email",
+            "email contains a lone surrogate (\\udce9 at position 3)",
+            id="email",
+        ),
+        pytest.param(
+            lambda: Identity(id="\ud800abc"),
+            "id",
+            "id contains a lone surrogate (\\ud800 at position 0)",
+            id="contact-id",
+        ),
+        pytest.param(
+            lambda: Event.create("signed-up", identity=USER, metadata={"name": JOSE}),
+            "metadata.name",
+            "metadata key 'name' contains a lone surrogate (\\udce9 at position 3), which is "
+            "not valid UTF-8",
+            id="metadata-value",
+        ),
+        pytest.param(
+            lambda: event(metadata={JOSE: 1}),
+            "metadata.Jos\\udce9",
+            "metadata key 'Jos\\udce9' has a lone surrogate in its name (\\udce9 at position 3)",
+            id="metadata-key",
+        ),
+        pytest.param(
+            lambda: event(metadata={"link": {"url": "https://example.org/\udce9", "value": "v"}}),
+            "metadata.link",
+            "metadata key 'link': a rich link's url contains a lone surrogate (\\udce9 at "
+            "position 20)",
+            id="rich-link-url",
+        ),
+        pytest.param(
+            lambda: event(metadata={"link": {"url": "https://example.org/", "value": JOSE}}),
+            "metadata.link",
+            "metadata key 'link': a rich link's value contains a lone surrogate",
+            id="rich-link-value",
+        ),
+        pytest.param(
+            lambda: event(metadata={"price": {"amount": 100, "currency": "eu\udce9"}}),
+            "metadata.price",
+            "metadata key 'price': a currency contains a lone surrogate (\\udce9 at position 2)",
+            id="money-currency",
+        ),
+        pytest.param(
+            lambda: RichLink("https://example.org/", JOSE),
+            "RichLink",
+            "RichLink: a rich link's value contains a lone surrogate",
+            id="RichLink",
+        ),
+        pytest.param(
+            lambda: Money(100, "\udce9ur"),
+            "Money",
+            "Money: a currency contains a lone surrogate",
+            id="Money",
+        ),
+        pytest.param(
+            lambda: Event.from_payload({"event_name": "a", "created_at": WHEN, "user_id": JOSE}),
+            "user_id",
+            "user_id contains a lone surrogate",
+            id="from-payload",
+        ),
+    ],
+)
+def test_lone_surrogates_are_refused_where_a_string_can_be(
+    build: Any, field: str, message: str
+) -> None:
+    with pytest.raises(InvalidEventError) as info:
+        build()
+    assert message in str(info.value)
+    assert "not valid UTF-8" in str(info.value)
+    assert info.value.field == field
+    # The refusal itself can be logged and sent on: its message and field are valid UTF-8.
+    str(info.value).encode("utf-8")
+    assert info.value.field is not None
+    info.value.field.encode("utf-8")
+    # Refused by the rule, not by an encoding error escaping from inside.
+    assert info.value.__context__ is None
+
+
+def test_a_string_that_looks_odd_but_is_valid_utf8_is_accepted() -> None:
+    # Astral characters are one code point in Python and four bytes in UTF-8: not surrogates.
+    built = event(
+        event_name="josé-🎉", identity=Identity(user_id="😀"), metadata={"n": "ü\U0010ffff"}
+    )
+    assert json.dumps(built.to_payload(), ensure_ascii=False).encode("utf-8")
+
+
+def test_an_unknown_payload_key_with_a_lone_surrogate_is_named_in_valid_utf8() -> None:
+    body = {"event_name": "a", "created_at": WHEN, "user_id": "1", "x\udce9": 1}
+    with pytest.raises(InvalidEventError, match="unknown field") as info:
+        Event.from_payload(body)
+    assert info.value.field == "x\\udce9"
+    str(info.value).encode("utf-8")
+
+
+# --- integers Intercom can store (64 bits) --------------------------------------------------
+
+INT64_MAX = 2**63 - 1
+INT64_MIN = -(2**63)
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        pytest.param({"n": INT64_MAX}, id="int64-max"),
+        pytest.param({"n": INT64_MIN}, id="int64-min"),
+        pytest.param({"n": 1e300}, id="large-float"),
+        pytest.param({"price": Money(INT64_MAX, "eur")}, id="money-int64-max"),
+    ],
+)
+def test_integers_within_64_bits_are_accepted(metadata: dict[str, Any]) -> None:
+    assert event(metadata=metadata).metadata == metadata
+
+
+@pytest.mark.parametrize(
+    ("build", "field", "message"),
+    [
+        pytest.param(
+            lambda: event(metadata={"n": 10**30}),
+            "metadata.n",
+            "metadata key 'n' holds 1000000000000000000000000000000, outside the 64-bit "
+            "integers Intercom stores numbers as",
+            id="metadata-number",
+        ),
+        pytest.param(
+            lambda: event(metadata={"n": INT64_MAX + 1}),
+            "metadata.n",
+            "outside the 64-bit integers",
+            id="metadata-int64-max-plus-one",
+        ),
+        pytest.param(
+            lambda: event(metadata={"n": INT64_MIN - 1}),
+            "metadata.n",
+            "outside the 64-bit integers",
+            id="metadata-int64-min-minus-one",
+        ),
+        pytest.param(
+            lambda: Money(2**63, "eur"),
+            "Money",
+            "Money: a money amount must be a positive integer in cents of at most "
+            "9223372036854775807",
+            id="Money",
+        ),
+        pytest.param(
+            lambda: event(metadata={"price": {"amount": 2**63, "currency": "eur"}}),
+            "metadata.price",
+            "metadata key 'price': a money amount must be a positive integer in cents of at most",
+            id="money-dict",
+        ),
+        pytest.param(
+            lambda: event(created_at=10**30),
+            "created_at",
+            "created_at 1000000000000000000000000000000 is outside the 64-bit integers",
+            id="created-at",
+        ),
+        pytest.param(
+            lambda: event(created_at=1e30),
+            "created_at",
+            "outside the 64-bit integers",
+            id="created-at-float",
+        ),
+        pytest.param(
+            lambda: event(metadata={"renewal_date": 2**64}),
+            "metadata.renewal_date",
+            "metadata key 'renewal_date' 18446744073709551616 is outside the 64-bit integers",
+            id="date",
+        ),
+    ],
+)
+def test_integers_beyond_64_bits_are_refused(build: Any, field: str, message: str) -> None:
+    with pytest.raises(InvalidEventError) as info:
+        build()
+    assert message in str(info.value)
+    assert info.value.field == field
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        pytest.param(lambda: event(created_at=10**5000), id="created-at"),
+        pytest.param(lambda: event(metadata={"n": -(10**5000)}), id="metadata-number"),
+        pytest.param(lambda: Money(10**5000, "eur"), id="Money"),
+        pytest.param(lambda: Identity(user_id=10**5000), id="user-id"),  # type: ignore[arg-type]
+    ],
+)
+def test_an_integer_too_long_to_print_is_refused_not_crashed_on(build: Any) -> None:
+    # Python refuses to turn an int of more than 4,300 digits into text (ValueError): the
+    # message must describe it instead of printing it.
+    with pytest.raises(InvalidEventError, match=r"integer of \d+ bits"):
+        build()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (1671028894123, "looks like milliseconds; Intercom expects Unix seconds: use 1671028894"),
+        (10**15, "too large for Unix seconds, even read as milliseconds"),
+        (
+            datetime(9999, 1, 1, tzinfo=timezone.utc),
+            "9999-01-01T00:00:00+00:00 is in the year 5138 or later",
+        ),
+    ],
+)
+def test_seconds_past_the_year_5138_are_refused_with_the_right_reason(
+    value: object, message: str
+) -> None:
+    with pytest.raises(InvalidEventError) as info:
+        event(created_at=value)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        pytest.param({"x_date": {"a": 10**5000}}, id="date-key-holding-a-dict"),
+        pytest.param({"x": {10**5000: 1}}, id="object-key"),
+        pytest.param({"x": {"url": 10**5000, "value": "v"}}, id="rich-link-url"),
+        pytest.param({"x": {"amount": 1, "currency": [10**5000]}}, id="currency"),
+        pytest.param(
+            dict([*((f"x{i}", i) for i in range(10)), (10**5000, 1)]),
+            id="eleventh-key-too-long-to-print",
+        ),
+    ],
+)
+def test_a_refusal_never_fails_on_the_value_it_shows(metadata: dict[Any, Any]) -> None:
+    with pytest.raises(InvalidEventError, match=r"metadata key 'x|metadata has 11 keys"):
+        event(metadata=metadata)
+
+
+# --- strings Intercom stores: at most 255 characters (Help Center, article 175) ------------
+
+LONGEST_EMAIL = "a" * 243 + "@example.com"
+
+
+def test_strings_of_255_characters_are_accepted_everywhere() -> None:
+    assert len(LONGEST_EMAIL) == 255
+    built = event(
+        event_name="n" * 255,
+        identity=Identity(user_id="u" * 255, email=LONGEST_EMAIL, id="i" * 255),
+        metadata={"s": "s" * 255, "link": RichLink("https://example.org/", "v" * 255)},
+    )
+    assert len(built.event_name) == 255
+
+
+@pytest.mark.parametrize(
+    ("build", "field", "message"),
+    [
+        pytest.param(
+            lambda: event(event_name="n" * 256),
+            "event_name",
+            "event_name is 256 characters long; Intercom stores at most 255 (Intercom Help "
+            "Center, article 175)",
+            id="event-name",
+        ),
+        pytest.param(
+            # "İ" lower-cases to two characters: the name sent would be 400 long.
+            lambda: event(event_name="İ" * 200),
+            "event_name",
+            "event_name is 400 characters long once lower-cased",
+            id="event-name-lower-cased",
+        ),
+        pytest.param(
+            lambda: Identity(user_id="u" * 256),
+            "user_id",
+            "user_id is 256 characters long; Intercom stores at most 255",
+            id="user-id",
+        ),
+        pytest.param(
+            lambda: Identity(email="a" + LONGEST_EMAIL),
+            "email",
+            "email is 256 characters long; Intercom stores at most 255",
+            id="email",
+        ),
+        pytest.param(
+            lambda: Identity(id="i" * 256),
+            "id",
+            "id is 256 characters long; Intercom stores at most 255",
+            id="contact-id",
+        ),
+        pytest.param(
+            lambda: event(metadata={"s": "s" * 256}),
+            "metadata.s",
+            "metadata key 's' is 256 characters long; Intercom stores at most 255",
+            id="metadata-string",
+        ),
+        pytest.param(
+            lambda: RichLink("https://example.org/", "v" * 256),
+            "RichLink",
+            "RichLink: a rich link's value is 256 characters long; Intercom stores at most 255",
+            id="rich-link-value",
+        ),
+    ],
+)
+def test_strings_over_255_characters_are_refused(build: Any, field: str, message: str) -> None:
+    with pytest.raises(InvalidEventError) as info:
+        build()
+    assert message in str(info.value)
+    assert info.value.field == field
+
+
+# --- uuid: what tells tracked events apart ------------------------------------------------
+
+
+def test_every_event_gets_a_uuid_of_its_own_when_built() -> None:
+    first = Event.create("signed-up", identity=USER, created_at=WHEN)
+    second = Event.create("signed-up", identity=USER, created_at=WHEN)
+    built_directly = Event("signed-up", WHEN, USER)
+
+    assert len({first.uuid, second.uuid, built_directly.uuid}) == 3
+    for value in (first.uuid, second.uuid, built_directly.uuid):
+        assert re.fullmatch(r"[A-Za-z0-9_-]{22}", value)
+    # Equality and hash compare what Intercom receives: the uuid is not part of it.
+    assert first == second == built_directly
+    assert hash(first) == hash(second) == hash(built_directly)
+
+
+def test_new_event_uuid_is_a_random_uuid4_in_url_safe_base64_without_padding() -> None:
+    value = new_event_uuid()
+    assert len(value) == 22
+    assert "=" not in value
+    decoded = uuid.UUID(bytes=base64.urlsafe_b64decode(value + "=="))
+    assert decoded.version == 4
+    assert len({new_event_uuid() for _ in range(1000)}) == 1000
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "a",
+        "A" * 64,
+        "_-",
+        "0123456789abcdefghijAB",
+        str(uuid.UUID("8a88a590-e1c3-41e2-a502-e0649dbf721c")),  # with dashes, 36 characters
+    ],
+)
+def test_a_given_uuid_is_kept(value: str) -> None:
+    assert Event.create("signed-up", identity=USER, uuid=value).uuid == value
+    assert event(uuid=value).uuid == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "a" * 65,
+        "has space",
+        "a=b",
+        "a+b",
+        "a/b",
+        "é",
+        "a\n",
+        "\udce9",
+        None,
+        42,
+        b"abc",
+    ],
+)
+def test_a_uuid_that_is_not_1_to_64_url_safe_characters_is_refused(value: object) -> None:
+    with pytest.raises(InvalidEventError, match="uuid must be 1 to 64 characters") as info:
+        event(uuid=value)
+    assert info.value.field == "uuid"
+    str(info.value).encode("utf-8")
+
+
+def test_the_uuid_is_never_sent() -> None:
+    built = event(identity=Identity(user_id="1"))
+    assert "uuid" not in built.to_payload()
+    # The body's id is the Lead's Intercom contact id, never the event's uuid.
+    assert "id" not in built.to_payload()
+    lead = event(identity=Identity(id="63a0979a5eeebeaf28dd56ba"))
+    assert lead.to_payload()["id"] == "63a0979a5eeebeaf28dd56ba"
+    assert built.uuid not in json.dumps(built.to_payload())
+
+
+def test_repr_shows_the_uuid() -> None:
+    built = event(uuid="abc_DEF-123")
+    assert repr(built).endswith(", uuid='abc_DEF-123')")
+
+
+def test_replace_keeps_the_uuid() -> None:
+    built = event(metadata={"a": 1})
+    changed = dataclasses.replace(built, metadata={"a": 2})
+    assert changed.uuid == built.uuid
+    assert changed != built
+    assert dataclasses.replace(built, uuid="other").uuid == "other"
+
+
+def test_create_and_from_payload_give_a_new_uuid_unless_one_is_given() -> None:
+    built = Event.create("signed-up", identity=USER, created_at=WHEN, uuid=None)
+    body = built.to_payload()
+
+    again = Event.from_payload(body, uuid=built.uuid)
+    fresh = Event.from_payload(body)
+
+    assert again == built
+    assert again.uuid == built.uuid
+    assert fresh == built
+    assert fresh.uuid != built.uuid
+    assert Event.from_payload(body, uuid=None).uuid not in (built.uuid, fresh.uuid)
+
+
+def test_from_payload_refuses_a_uuid_key_in_the_body() -> None:
+    body = {"event_name": "a", "created_at": WHEN, "user_id": "1", "uuid": new_event_uuid()}
+    with pytest.raises(InvalidEventError, match="unknown field") as info:
+        Event.from_payload(body)
+    assert info.value.field == "uuid"

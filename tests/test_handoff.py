@@ -18,6 +18,7 @@ from flask import Flask
 from flask_intercom_events import Event, Identity, IntercomEvents, track_event
 from flask_intercom_events.extension import state_of
 from flask_intercom_events.intake import Intake, intake_key
+from flask_intercom_events.job_records import decode_line
 from flask_intercom_events.signals import event_enqueued, event_tracked
 from flask_intercom_events.spool import Spool
 
@@ -68,7 +69,7 @@ def build_app(tmp_path: Path, redis_url: str, **config: Any) -> Flask:
 def intake(url: str) -> list[dict[str, Any]]:
     client = redis.Redis.from_url(url)
     try:
-        return [json.loads(item) for item in client.lrange(KEY, 0, -1)]
+        return [decode_line(item)[1] for item in client.lrange(KEY, 0, -1)]
     finally:
         client.close()
 

@@ -21,6 +21,7 @@ from flask import Flask
 from flask_intercom_events import ConfigurationError, IntercomEvents, Money, track_event
 from flask_intercom_events.extension import state_of
 from flask_intercom_events.intake import Intake
+from flask_intercom_events.lines import decode_line
 from flask_intercom_events.signals import event_dropped
 from flask_intercom_events.spool import Spool
 
@@ -115,7 +116,9 @@ def test_a_push_failing_inside_redis_py_spools_the_batch(tmp_path: Path) -> None
                 assert response.status_code == 200
             spool = state_of(app).intake.spool  # type: ignore[union-attr]
             lines = [
-                json.loads(line) for path in spool.files() for line in path.read_text().splitlines()
+                decode_line(line)[1]
+                for path in spool.files()
+                for line in path.read_bytes().splitlines()
             ]
             assert sorted(p["event_name"] for p in lines) == ["did-one", "did-two", "sent-custom"]
             assert state_of(app).intake.down  # type: ignore[union-attr]
@@ -211,7 +214,7 @@ def test_redis_down_and_the_disk_full_drops_events_visibly(
         assert all(isinstance(d["error"], OSError) for d in dropped)
         errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
         assert all(any(f"'did-{k}'" in m and "unkeepable" in m for m in errors) for k in range(10))
-        assert all(json.loads(line)["metadata"]["n"] == 0 for line in spooled_lines(spool))
+        assert all(decode_line(line)[1]["metadata"]["n"] == 0 for line in spooled_lines(spool))
         filler.unlink()
         with client.post("/big/2") as response:
             assert response.status_code == 200

@@ -17,7 +17,28 @@ PACKAGE = "flask_intercom_events"
 ROOT = Path(flask_intercom_events.__file__).parent
 
 #: Modules that deliver events: they must not depend on the request path.
-DELIVERY_SIDE = ("jobs", "job_records", "worker", "delivery", "ratelimit", "retry", "client")
+DELIVERY_SIDE = (
+    "jobs",
+    "job_records",
+    "worker",
+    "outcomes",
+    "sending",
+    "presence",
+    "store",
+    "collecting",
+    "process",
+    "logs",
+    "backlog",
+    "scripts",
+    "keys",
+    "ratelimit",
+    "retry",
+    "client",
+    "transport",
+    "responses",
+    "arguments",
+    "deadlines",
+)
 #: The request path, which the delivery side must not import.
 REQUEST_PATH = ("extension", "decorators", "identity", "testing", "pytest_plugin")
 #: Flask's request machinery.

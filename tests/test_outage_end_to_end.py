@@ -72,5 +72,5 @@ def test_redis_outage_during_requests_every_event_delivered_after_it(
     setup.wait_until(setup.settled, 30, "the queue settled")
     assert worker.stop() == 0
     assert sorted(e.metadata["order"] for e in emulator.events) == list(range(80))
-    assert setup.store.failed_ids() == []
+    assert setup.failed_ids() == []
     assert emulator.warnings == []

@@ -37,21 +37,21 @@ def test_values(tmp_path: Path, config: dict[str, Any], slow: float, discard: bo
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({"INTERCOM_EVENTS_REDIS_SLOW": 0}, "INTERCOM_EVENTS_REDIS_SLOW must be a positive"),
-        ({"INTERCOM_EVENTS_REDIS_SLOW": "fast"}, "INTERCOM_EVENTS_REDIS_SLOW must be a positive"),
+        ({"INTERCOM_EVENTS_REDIS_SLOW": 0}, "INTERCOM_EVENTS_REDIS_SLOW"),
+        ({"INTERCOM_EVENTS_REDIS_SLOW": "fast"}, "INTERCOM_EVENTS_REDIS_SLOW"),
         (
             {"INTERCOM_EVENTS_REDIS_SLOW": 0.5},
-            "INTERCOM_EVENTS_REDIS_SLOW is 0.5 s; it must be below "
-            "INTERCOM_EVENTS_REDIS_TIMEOUT (0.5 s)",
+            "INTERCOM_EVENTS_REDIS_SLOW (0.5 s) must be below INTERCOM_EVENTS_REDIS_TIMEOUT",
         ),
-        (
-            {"INTERCOM_EVENTS_REDIS_TIMEOUT": 0.03},
-            "INTERCOM_EVENTS_REDIS_SLOW is 0.05 s; it must be below",
-        ),
-        ({"INTERCOM_EVENTS_DISCARD_ON_ERROR": "maybe"}, "INTERCOM_EVENTS_DISCARD_ON_ERROR must"),
+        ({"INTERCOM_EVENTS_DISCARD_ON_ERROR": "maybe"}, "INTERCOM_EVENTS_DISCARD_ON_ERROR"),
     ],
 )
 def test_refusals(tmp_path: Path, config: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigurationError) as caught:
         make_app(tmp_path, **config)
     assert message in str(caught.value)
+
+
+def test_a_short_redis_timeout_makes_the_slowness_bound_shorter(tmp_path: Path) -> None:
+    settings = state_of(make_app(tmp_path, INTERCOM_EVENTS_REDIS_TIMEOUT=0.04)).settings
+    assert settings.redis_slow < settings.redis_timeout

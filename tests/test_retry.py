@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from flask_intercom_events.errors import (
@@ -16,6 +18,7 @@ from flask_intercom_events.errors import (
     ServerError,
 )
 from flask_intercom_events.retry import (
+    Action,
     Attempts,
     Decision,
     RetryPolicy,
@@ -25,6 +28,7 @@ from flask_intercom_events.retry import (
     classify_error,
     decide,
     reason_of,
+    settle,
 )
 
 T = Verdict.TRANSIENT
@@ -109,7 +113,7 @@ def test_classify_errors_and_their_reason_labels(
         (Verdict.THROTTLED, False),
         (Verdict.CONTACT_MISSING, False),
         (Verdict.REJECTED, True),
-        (Verdict.UNAUTHORIZED, True),
+        (Verdict.UNAUTHORIZED, False),  # delivery pauses: the event waits
     ],
 )
 def test_final_verdicts(verdict: Verdict, final: bool) -> None:
@@ -288,3 +292,158 @@ def test_attempts_round_trip_through_meta() -> None:
 def test_policy_refuses_nonsense(changes: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         RetryPolicy(**changes)  # type: ignore[arg-type]
+
+
+SETTLE_POLICY = RetryPolicy(max_attempts=3, not_found_delays=(60.0,), window=10.0)
+SETTLE_NOW = 1_000.0
+
+
+def api_error(cls: type[IntercomAPIError], status: int, code: str, message: str = "") -> Exception:
+    return cls(message or code, status=status, code=code)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        # A refused token is no event's fault: delivery pauses, the history is untouched.
+        (
+            api_error(AuthenticationError, 401, "unauthorized"),
+            Attempts(total=2),
+            {},
+            Action.PAUSE,
+            "401 unauthorized",
+            0.0,
+            None,
+        ),
+        (
+            api_error(AuthenticationError, 403, "forbidden"),
+            Attempts(),
+            {},
+            Action.PAUSE,
+            "403 forbidden",
+            0.0,
+            None,
+        ),
+        # Intercom refused the event itself: failed at once.
+        (
+            api_error(BadRequestError, 400, "parameter_invalid"),
+            Attempts(),
+            {},
+            Action.FAIL,
+            "400 parameter_invalid",
+            0.0,
+            None,
+        ),
+        (
+            api_error(IntercomAPIError, 422, "422", "Cannot have more than 120 active event names"),
+            Attempts(),
+            {},
+            Action.FAIL,
+            "422 too_many_event_names",
+            0.0,
+            None,
+        ),
+        # A 429 waits for the reset (at least), blocks every worker, and is not an attempt.
+        (
+            api_error(RateLimitedError, 429, "rate_limit_exceeded"),
+            Attempts(),
+            {"reset_in": 4.0},
+            Action.RETRY,
+            "429 rate_limit_exceeded",
+            4.0,
+            4.0,
+        ),
+        (
+            api_error(RateLimitedError, 429, "rate_limit_exceeded"),
+            Attempts(),
+            {},
+            Action.RETRY,
+            "429 rate_limit_exceeded",
+            10.0,
+            10.0,
+        ),
+        # 404: the schedule of the not-found delays, then failed.
+        (
+            api_error(NotFoundError, 404, "not_found"),
+            Attempts(),
+            {},
+            Action.RETRY,
+            "404 not_found",
+            60.0,
+            None,
+        ),
+        (
+            api_error(NotFoundError, 404, "not_found"),
+            Attempts(total=1, not_found=1),
+            {},
+            Action.FAIL,
+            "404 not_found",
+            0.0,
+            None,
+        ),
+        # After the worker created the contact: short waits for Intercom's search.
+        (
+            api_error(NotFoundError, 404, "not_found"),
+            Attempts(total=1, not_found=1),
+            {"contact_created": True},
+            Action.RETRY,
+            "404 not_found",
+            2.0,
+            None,
+        ),
+        # Transient: backoff until max_attempts.
+        (NetworkError("reset"), Attempts(total=2), {}, Action.FAIL, "network", 0.0, None),
+        (
+            api_error(ServerError, 503, "service_unavailable"),
+            Attempts(),
+            {"retry_after": 7.0},
+            Action.RETRY,
+            "503 service_unavailable",
+            7.0,
+            None,
+        ),
+        # What our side cannot send fails, without blaming Intercom.
+        (InvalidEventError("bad"), Attempts(), {}, Action.FAIL, "invalid_event", 0.0, None),
+    ],
+)
+def test_settle(case: tuple[Any, ...]) -> None:
+    error, before, kwargs, action, reason, delay, block_for = case
+    found = settle(error, before, SETTLE_POLICY, now=SETTLE_NOW, draw=0.0, **kwargs)
+    assert (found.action, found.reason, found.block_for) == (action, reason, block_for)
+    assert found.delay == pytest.approx(delay, abs=1.0 if action is Action.RETRY else 0)
+    if action is Action.PAUSE:
+        assert found.attempts == before
+    else:
+        assert found.attempts.total == before.total + 1
+
+
+def test_settle_says_whose_refusal_it_was() -> None:
+    ours = settle(
+        InvalidEventError("created_at is a string"),
+        Attempts(),
+        SETTLE_POLICY,
+        now=SETTLE_NOW,
+        draw=0,
+    )
+    assert "Intercom" not in ours.why
+    theirs = settle(
+        api_error(BadRequestError, 400, "x"), Attempts(), SETTLE_POLICY, now=SETTLE_NOW, draw=0
+    )
+    assert theirs.why == "Intercom refused the event; retrying cannot help"
+
+
+def test_a_429_is_not_counted_against_max_attempts() -> None:
+    history = Attempts(total=5, throttled=4)
+    found = settle(
+        api_error(RateLimitedError, 429, "r"), history, SETTLE_POLICY, now=SETTLE_NOW, draw=0.5
+    )
+    assert found.action is Action.RETRY
+    assert found.attempts.throttled == 5
+
+
+def test_the_reasons_count_in_words() -> None:
+    one = RetryPolicy(max_attempts=1, not_found_delays=())
+    missing = decide(Verdict.CONTACT_MISSING, Attempts(total=1, not_found=1), one, now=0, draw=0)
+    assert missing.reason == "the contact was still not found after 1 try"
+    failing = decide(T, Attempts(total=1), one, now=0, draw=0)
+    assert failing.reason == "gave up after 1 attempt"

@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 import requests
 
-from flask_intercom_events.sandbox import Sandbox
+from flask_intercom_events.sandbox import KNOWN_API_VERSIONS, Sandbox
 
 from .clocks import Clock, pin_mid_window
 
@@ -319,14 +319,60 @@ def test_silent_mistakes_are_accepted_and_warned(
         assert getattr(received, name) == value
 
 
+LONG = 256  # one past the 255 characters of Intercom Help Center article 175
+
+
+@pytest.mark.parametrize(
+    ("sent", "field"),
+    [
+        (body(event_name="e" * LONG), "event_name"),
+        (body(user_id="u" * LONG), "user_id"),
+        (body(email="a" * (LONG - 12) + "@example.com"), "email"),
+        (body(id="i" * LONG), "id"),
+        (body(metadata={"note": "x" * LONG}), "metadata.note"),
+        (body(metadata={"link": "https://example.org/" + "p" * LONG}), "metadata.link"),
+        (
+            body(metadata={"a": {"url": "https://a.example", "value": "v" * LONG}}),
+            "metadata.a.value",
+        ),
+    ],
+    ids=["name", "user_id", "email", "id", "string", "link", "rich-link-value"],
+)
+def test_string_too_long_for_every_string_the_model_bounds(
+    emulator: Sandbox, sent: dict[str, Any], field: str
+) -> None:
+    response = post(emulator.url, sent)
+
+    assert response.status_code == 202
+    assert [(warning.code, warning.field) for warning in emulator.warnings] == [
+        ("string_too_long", field)
+    ]
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        body(event_name="e" * 255, user_id="u" * 255, metadata={"note": "x" * 255}),
+        body(metadata={"a": {"url": "https://a.example/" + "p" * LONG, "value": "v"}}),
+        body(metadata={"price": {"amount": 1, "currency": "c" * LONG}}),
+        body(metadata={"k" * LONG: 1}),
+    ],
+    ids=["255-characters", "rich-link-url", "currency", "key"],
+)
+def test_no_string_too_long_for_strings_the_model_does_not_bound(
+    emulator: Sandbox, sent: dict[str, Any]
+) -> None:
+    assert post(emulator.url, sent).status_code == 202
+    assert emulator.warnings == []
+
+
 @pytest.mark.parametrize(
     ("headers", "code"),
     [
         ({"Content-Type": "text/plain"}, "content_type"),
         ({"Accept": "*/*"}, "accept_header"),
-        ({"Intercom-Version": ""}, None),
     ],
-    ids=["content-type", "accept", "version-empty-is-sent"],
+    ids=["content-type", "accept"],
 )
 def test_header_mistakes_are_warned(
     emulator: Sandbox, headers: dict[str, str], code: str | None
@@ -345,6 +391,58 @@ def test_missing_intercom_version_is_warned(emulator: Sandbox) -> None:
 
     assert response.status_code == 202
     assert [warning.code for warning in emulator.warnings] == ["intercom_version_missing"]
+
+
+# -- Intercom-Version ------------------------------------------------------------------------
+
+#: Every version Intercom names (API notes, "Added facts"; the 2.11 and 2.16 OpenAPI enums).
+VERSIONS = [
+    *(f"1.{minor}" for minor in range(5)),
+    *(f"2.{minor}" for minor in range(17)),
+    "Unstable",
+    "Preview",
+]
+
+
+def test_known_versions_are_the_ones_intercom_names() -> None:
+    assert list(KNOWN_API_VERSIONS) == VERSIONS
+    # The 2.11 OpenAPI file's own enum (tests/data) is a subset.
+    schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))["schemas"]["intercom_version"]
+    assert set(schema["enum"]) <= set(KNOWN_API_VERSIONS)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_every_known_version_is_accepted(emulator: Sandbox, version: str) -> None:
+    assert post(emulator.url, headers={"Intercom-Version": version}).status_code == 202
+    listed = requests.get(
+        f"{emulator.url}/events?type=user&user_id=42",
+        headers={**HEADERS, "Intercom-Version": version},
+        timeout=5,
+    )
+    assert listed.status_code == 200
+    assert emulator.warnings == []
+
+
+@pytest.mark.parametrize(
+    "version", ["2.17", "3.0", "1.5", "2.011", "v2.11", "2", "preview", "unstable", "latest", ""]
+)
+@pytest.mark.parametrize("path", ["/events", "/events/summaries", "/events?type=user&user_id=42"])
+def test_unknown_version_is_refused_with_400(emulator: Sandbox, version: str, path: str) -> None:
+    headers = {**HEADERS, "Intercom-Version": version, "Content-Type": "application/json"}
+    method = "GET" if "?" in path else "POST"
+    sent = {"user_id": "42", "event_summaries": GOOD_SUMMARY} if "summaries" in path else body()
+
+    response = requests.request(method, emulator.url + path, json=sent, headers=headers, timeout=5)
+
+    assert_error(response, 400, "intercom_version_invalid")
+    assert response.json()["errors"][0]["message"] == "The requested version could not be found"
+    assert emulator.events == []
+    assert emulator.summaries == []
+
+
+def test_the_token_is_checked_before_the_version(emulator: Sandbox) -> None:
+    response = post(emulator.url, token="nobody", headers={"Intercom-Version": "9.9"})
+    assert_error(response, 401, "unauthorized")
 
 
 # -- tokens --------------------------------------------------------------------------------
@@ -469,6 +567,102 @@ def test_duplicate_key_is_contact_name_and_created_at(
     assert emulator.stats.events == (1 if duplicate else 2)
 
 
+def test_five_distinct_events_of_one_name_in_one_second_are_one_stored_and_four_duplicates(
+    emulator: Sandbox,
+) -> None:
+    sent = [body(metadata={"invite_code": f"CODE-{n}"}) for n in range(5)]
+
+    answers = [post(emulator.url, item) for item in sent]
+
+    assert [answer.status_code for answer in answers] == [202] * 5
+    [stored] = emulator.events
+    assert stored.body == sent[0]
+    assert emulator.stats.duplicates == 4
+    assert [duplicate.body for duplicate in emulator.duplicates] == sent[1:]
+    assert {duplicate.stored for duplicate in emulator.duplicates} == {stored}
+    assert [duplicate.request_id for duplicate in emulator.duplicates] == [
+        answer.headers["X-Request-Id"] for answer in answers[1:]
+    ]
+    shown = requests.get(emulator.url + "/_sandbox/duplicates", timeout=5).json()
+    assert shown["count"] == 4
+    assert [item["body"] for item in shown["duplicates"]] == sent[1:]
+    assert {item["duplicate_of"]["request_id"] for item in shown["duplicates"]} == {
+        answers[0].headers["X-Request-Id"]
+    }
+
+
+def test_one_event_delivered_three_times_is_stored_once(emulator: Sandbox) -> None:
+    answers = [post(emulator.url, body()) for _ in range(3)]
+
+    assert [answer.status_code for answer in answers] == [202] * 3
+    assert len(emulator.events) == 1
+    assert emulator.stats.duplicates == 2
+    assert [duplicate.body for duplicate in emulator.duplicates] == [body(), body()]
+
+
+@pytest.mark.parametrize(
+    "again",
+    [
+        {"email": "ada@example.com"},
+        {"email": "ADA@EXAMPLE.COM"},
+        {"user_id": "42", "email": "ada@example.com"},
+        "intercom-id",
+    ],
+    ids=["email", "email-case", "both", "intercom-id"],
+)
+def test_a_declared_contact_is_one_contact_whichever_identifier_names_it(
+    sandbox: Sandbox, again: dict[str, str] | str
+) -> None:
+    [ada, _] = sandbox.contacts
+    identity = {"id": ada.id} if again == "intercom-id" else again
+    assert isinstance(identity, dict)
+
+    first = post(sandbox.url, body())
+    second = post(sandbox.url, {**body("user_id"), **identity})
+
+    assert (first.status_code, second.status_code) == (202, 202)
+    assert len(sandbox.events) == 1
+    [duplicate] = sandbox.duplicates
+    assert duplicate.stored.intercom_user_id == ada.id
+    assert duplicate.body == {**body("user_id"), **identity}
+
+
+def test_without_declared_contacts_the_identifiers_given_name_the_contact(
+    emulator: Sandbox,
+) -> None:
+    # Nothing says user 42 and ada@example.com are one person: two contacts, two events.
+    post(emulator.url, body())
+    post(emulator.url, body("user_id", email="ada@example.com"))
+    assert emulator.stats.duplicates == 0
+    # An event naming both makes one contact of them; later events by either are its.
+    post(emulator.url, body(user_id="7", email="bob@example.com"))
+    post(emulator.url, body("user_id", email="BOB@example.com"))
+    post(emulator.url, body(user_id="7"))
+
+    assert len(emulator.events) == 3
+    assert emulator.stats.duplicates == 2
+    assert len(emulator.contacts) == 3
+
+
+def test_duplicates_kept_are_bounded_but_counted_exactly(emulator: Sandbox) -> None:
+    emulator.configure(log_size=2)
+    for n in range(6):
+        post(emulator.url, body(metadata={"try": n}))
+
+    assert emulator.stats.duplicates == 5
+    assert [duplicate.body["metadata"] for duplicate in emulator.duplicates] == [
+        {"try": 4},
+        {"try": 5},
+    ]
+    assert requests.get(emulator.url + "/_sandbox/duplicates", timeout=5).json()["count"] == 5
+
+    emulator.reset()
+
+    assert emulator.duplicates == []
+    assert post(emulator.url, body()).status_code == 202
+    assert emulator.stats.duplicates == 0
+
+
 def test_duplicates_count_against_the_rate_limit(emulator: Sandbox) -> None:
     emulator.configure(rate_limit=2)
     reset = pin_mid_window(emulator)
@@ -493,6 +687,39 @@ def test_new_event_name_past_the_limit_is_refused_with_422(emulator: Sandbox) ->
     assert_error(refused, 422, "422")
     assert refused.json()["errors"][0]["message"] == "Cannot have more than 2 active event names"
     assert post(emulator.url, body(event_name="one", created_at=NOW - 5)).status_code == 202
+
+
+def test_120_active_event_names_counted_as_intercom_stores_them(emulator: Sandbox) -> None:
+    assert emulator.settings.max_event_names == 120
+    for n in range(120):
+        assert post(emulator.url, body(event_name=f"did-thing-{n}", created_at=NOW - n)).ok
+
+    # Other spellings of a name it has are that name (case-insensitive, . and $ as -).
+    for again in ("DID-THING-0", "did.thing.1", "Did$Thing$2"):
+        assert post(emulator.url, body(event_name=again, created_at=NOW - 999)).status_code == 202
+    refusals = [
+        post(emulator.url, body(event_name=name)) for name in ("did-thing-120", "Brand.New")
+    ]
+
+    for refused in refusals:
+        assert_error(refused, 422, "422")
+        assert refused.json()["errors"][0]["message"] == (
+            "Cannot have more than 120 active event names"
+        )
+    stored = {event.event_name for event in emulator.events}
+    assert stored == {f"did-thing-{n}" for n in range(120)}
+    assert len(emulator.events) == 123
+    assert emulator.stats.by_status == {202: 123, 422: 2}
+
+
+def test_only_stored_events_make_a_name_active(sandbox: Sandbox) -> None:
+    sandbox.configure(max_event_names=1)
+    assert post(sandbox.url, body(event_name="a", user_id="nobody")).status_code == 404
+    assert_error(post(sandbox.url, body(event_name="b", created_at=-1)), 400, "parameter_invalid")
+
+    assert post(sandbox.url, body(event_name="c")).status_code == 202
+    assert post(sandbox.url, body(event_name="C", created_at=NOW - 1)).status_code == 202
+    assert post(sandbox.url, body(event_name="a")).status_code == 422
 
 
 # -- rate limit ------------------------------------------------------------------------------
@@ -758,7 +985,12 @@ def test_summaries_for_an_unknown_contact_are_not_found(sandbox: Sandbox) -> Non
 
 @pytest.mark.parametrize(
     ("method", "path", "status"),
-    [("GET", "/contacts", 404), ("DELETE", "/events", 405), ("GET", "/events/summaries", 405)],
+    [
+        ("GET", "/admins", 404),
+        ("GET", "/contacts", 405),
+        ("DELETE", "/events", 405),
+        ("GET", "/events/summaries", 405),
+    ],
 )
 def test_unknown_routes(emulator: Sandbox, method: str, path: str, status: int) -> None:
     response = requests.request(method, emulator.url + path, headers=HEADERS, timeout=5)
@@ -899,8 +1131,24 @@ def test_reset_forgets_what_was_received_but_keeps_settings_and_contacts(
     assert sandbox.stats.requests == 0
     assert sandbox.stats.by_status == {}
     assert sandbox.settings.latency == 0.01
-    assert sandbox.state.faults.pending == []
+    assert sandbox.script() == []
     # The same event again is new, not a duplicate; the declared contact is still known.
     assert post(sandbox.url).status_code == 202
     assert sandbox.stats.duplicates == 0
     assert sandbox.stats.events == 1
+
+
+def test_reset_forgets_contacts_events_created_and_the_rate_windows(emulator: Sandbox) -> None:
+    reset_at = pin_mid_window(emulator)
+    emulator.configure(rate_limit=5)
+    for n in range(3):
+        post(emulator.url, body(user_id=f"u{n}"))
+    assert len(emulator.contacts) == 3
+
+    emulator.reset()
+
+    assert emulator.contacts == []
+    answer = post(emulator.url, body(user_id="u0"))
+    assert answer.headers["X-RateLimit-Remaining"] == "4"
+    assert answer.headers["X-RateLimit-Reset"] == str(reset_at)
+    assert emulator.stats.events == 1

@@ -17,6 +17,7 @@ from flask_intercom_events.sandbox.ratelimit import (
     window_reset,
     window_start,
 )
+from flask_intercom_events.sandbox.settings import fingerprint
 from flask_intercom_events.sandbox.validation import (
     Refusal,
     check_event,
@@ -131,6 +132,17 @@ def test_fault_plan_runs_the_script_then_the_rates() -> None:
     assert plan.pending == []
 
 
+def test_a_scripted_fault_with_a_path_waits_for_a_request_to_that_path() -> None:
+    plan = FaultPlan(seed=1)
+    plan.extend([Fault.parse("409@/contacts"), Fault.parse("500")])
+    settings = Settings()
+
+    drawn = [str(plan.next(settings, path)) for path in ("/events", "/events", "/contacts")]
+
+    assert drawn == ["500", "ok", "409@/contacts"]
+    assert Fault.parse("stall:2@/events") == Fault(FaultKind.STALL, seconds=2.0, path="/events")
+
+
 def test_fault_plan_rates_are_honoured_and_seeded() -> None:
     settings = Settings(error_rate=0.1, error_status=503, drop_rate=0.2, stall_rate=0.05, seed=4)
     plan = FaultPlan(settings.seed)
@@ -177,6 +189,7 @@ def test_fault_plan_latency_stays_within_the_jitter() -> None:
         ({"require_contacts": "yes"}, "require_contacts"),
         ({"log_size": 0}, "log_size"),
         ({"max_event_names": -5}, "max_event_names"),
+        ({"contact_visibility_delay": -1}, "contact_visibility_delay"),
         ({"latence": 1}, "unknown setting"),
     ],
 )
@@ -191,8 +204,24 @@ def test_settings_normalise_and_round_trip() -> None:
     assert settings.tokens == ("a", "b")
     assert settings.rate_limit is None
     assert settings.max_event_names is None
-    assert Settings(**settings.to_dict()) == settings
+    shown = settings.to_dict()
+    assert shown["tokens"] == {"count": 2, "fingerprints": [fingerprint("a"), fingerprint("b")]}
+    assert Settings(**{**shown, "tokens": ["a", "b"], "read_only_tokens": []}) == settings
     assert Settings(read_only_tokens=("r",)).all_tokens == {"sandbox-token", "r"}
+
+
+def test_tokens_are_shown_as_fingerprints_only() -> None:
+    token = "tok_live_0123456789abcdef"
+    settings = Settings(tokens=(token,), read_only_tokens=(token + "-read",))
+
+    assert re.fullmatch("sha256:[0-9a-f]{12}", fingerprint(token))
+    assert fingerprint(token) != fingerprint(token + "-read")
+    assert token not in repr(settings)
+    assert token not in str(settings.to_dict())
+    for bad in ([token, 7], [token, ""], token):
+        with pytest.raises(ValueError, match="tokens") as caught:
+            Settings(tokens=bad)  # type: ignore[arg-type]
+        assert token not in str(caught.value)
 
 
 # -- validation --------------------------------------------------------------------------------
@@ -269,8 +298,14 @@ def test_contact_ids_are_made_up_stably_and_intercom_shaped() -> None:
 
 @pytest.mark.parametrize(
     "fields",
-    [{}, {"user_id": ""}, {"user_id": 42}, {"name": "Ada", "user_id": "1"}],
-    ids=["none", "empty", "number", "unknown-field"],
+    [
+        {},
+        {"user_id": ""},
+        {"user_id": 42},
+        {"name": "Ada", "user_id": "1"},
+        {"id": "x", "role": "admin"},
+    ],
+    ids=["none", "empty", "number", "unknown-field", "role"],
 )
 def test_bad_contacts_are_refused(fields: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="contact"):

@@ -12,13 +12,16 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
 from flask_intercom_events.sandbox import Sandbox
-from flask_intercom_events.sandbox.cli import main
+from flask_intercom_events.sandbox.cli import build_parser, main, sandbox_from_args
+
+from .apps import make_app
 
 TOKEN = "test-token"
 NOW = int(time.time()) - 60
@@ -184,6 +187,72 @@ def test_client_closing_mid_request_is_harmless(emulator: Sandbox) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("DELETE", "/events", "GET, HEAD, POST"),
+        ("PUT", "/events/summaries", "POST"),
+        ("GET", "/events/summaries", "POST"),
+        ("PUT", "/_sandbox/events", "GET, HEAD"),
+        ("GET", "/_sandbox/reset", "POST"),
+        ("DELETE", "/_sandbox/settings", "GET, HEAD, PATCH, POST"),
+        ("PUT", "/_sandbox/script", "DELETE, GET, HEAD, POST"),
+    ],
+)
+def test_405_names_the_allowed_methods(
+    emulator: Sandbox, method: str, path: str, allow: str
+) -> None:
+    response = requests.request(
+        method, emulator.url + path, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5
+    )
+
+    assert response.status_code == 405
+    assert response.headers["Allow"] == allow
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/_sandbox/stats", 200),
+        ("/_sandbox/nothing", 404),
+        ("/events?type=user&user_id=42", 200),
+        ("/events?type=user", 400),
+        ("/nothing", 404),
+    ],
+)
+def test_head_is_answered_like_get_without_a_body_on_a_kept_alive_connection(
+    emulator: Sandbox, path: str, status: int
+) -> None:
+    requests.post(
+        emulator.url + "/events",
+        data=BODY,
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=5,
+    )
+    auth = f"Authorization: Bearer {TOKEN}\r\n"
+    with requests.Session() as session:
+        got = session.get(emulator.url + path, headers={"Authorization": f"Bearer {TOKEN}"})
+        # HEAD then GET pipelined on one kept-alive connection: the GET's answer must follow
+        # the HEAD's headers at once (a HEAD body would be read as the next answer's start).
+        received = raw_exchange(
+            emulator.url,
+            f"HEAD {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n".encode()
+            + b"GET /_sandbox/stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        head = session.head(emulator.url + path, headers={"Authorization": f"Bearer {TOKEN}"})
+        after = session.get(emulator.url + "/_sandbox/stats")
+
+    head_part, _, rest = received.partition(b"\r\n\r\n")
+    assert statuses(head_part) == [status]
+    assert rest.startswith(b"HTTP/1.1 200 OK\r\n"), rest[:80]
+    assert json.loads(rest.partition(b"\r\n\r\n")[2])["events"] == 1
+    assert f"Content-Length: {len(got.content)}".encode() in head_part
+    assert (got.status_code, head.status_code, after.status_code) == (status, status, 200)
+    assert head.content == b""
+    assert head.headers["Content-Type"] == got.headers["Content-Type"]
+    assert after.json()["events"] == 1
+
+
 # -- life cycle ------------------------------------------------------------------------------------
 
 
@@ -316,6 +385,7 @@ def test_control_received_shows_events_summaries_and_counts(busy: Sandbox) -> No
         "dropped": 0,
         "faults": {},
         "warnings": 5,
+        "contacts_created": 0,
     }
     assert control(busy.url, "GET", "events").json()["events"] == received["events"]
     assert control(busy.url, "GET", "summaries").json()["summaries"] == received["summaries"]
@@ -333,6 +403,70 @@ def test_control_requests_log_never_shows_the_token(busy: Sandbox) -> None:
         ("POST", "/events", 401),
     ]
     assert TOKEN not in response.text
+
+
+SECRET = "dG9rOnNlY3JldC1vZi10aGUtYXBw"
+READER_SECRET = "reader-secret-token-value"
+
+
+def test_no_control_route_ever_shows_a_token() -> None:
+    with Sandbox(tokens=[SECRET], read_only_tokens=[READER_SECRET]) as sandbox:
+        headers = {"Authorization": f"Bearer {SECRET}"}
+        # The tokens where a careless client might put them: a body, a query, a contact.
+        sent = {
+            "event_name": "leaked",
+            "created_at": NOW,
+            "user_id": "42",
+            "metadata": {"note": f"token={SECRET}", SECRET: READER_SECRET},
+        }
+        for _ in range(2):  # the second one is a duplicate
+            requests.post(sandbox.url + "/events", json=sent, headers=headers, timeout=5)
+        requests.get(
+            f"{sandbox.url}/events?type=user&user_id=42&access_token={SECRET}",
+            headers={"Authorization": f"Bearer {READER_SECRET}"},
+            timeout=5,
+        )
+        control(sandbox.url, "POST", "contacts", {"user_id": f"u-{SECRET}"})
+        answers = [
+            control(sandbox.url, "PATCH", "settings", {"latency": 0}),
+            control(sandbox.url, "PATCH", "settings", {"tokens": SECRET}),
+            control(sandbox.url, "PATCH", "settings", {"read_only_tokens": [READER_SECRET, 7]}),
+            control(sandbox.url, "POST", "contacts", {"user_id": 7, "email": SECRET}),
+            control(sandbox.url, "DELETE", "received"),
+            control(sandbox.url, "GET", "nothing"),
+        ]
+        routes = answers[-1].json()["routes"]
+        assert len(routes) >= 9
+        for route in routes:
+            answers.append(requests.get(sandbox.url + route, timeout=5))
+        answers.append(control(sandbox.url, "POST", "reset"))
+
+        for answer in answers:
+            for secret in (SECRET, READER_SECRET):
+                assert secret not in answer.text, (answer.url, answer.text[:300])
+        settings = control(sandbox.url, "GET", "settings").json()
+        assert settings["tokens"]["count"] == 1
+        assert settings["read_only_tokens"]["count"] == 1
+        # Still the real ones: the tokens were only hidden.
+        assert sandbox.settings.tokens == (SECRET,)
+
+
+@pytest.mark.parametrize("token", ['tok"quoted\\back', "dG9rL3NsYXNo+Kz/w==", "tok\ttab-token"])
+def test_a_token_needing_json_escapes_is_hidden_too(token: str) -> None:
+    with Sandbox(tokens=[token]) as sandbox:
+        sent = {"event_name": "e", "created_at": NOW, "user_id": "42", "metadata": {"t": token}}
+        answer = requests.post(
+            sandbox.url + "/events",
+            json=sent,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=5,
+        )
+        assert answer.status_code == 202
+        shown = control(sandbox.url, "GET", "events")
+
+    [event] = shown.json()["events"]
+    assert event["metadata"]["t"].startswith("[token sha256:")
+    assert token not in json.dumps(shown.json(), ensure_ascii=False)
 
 
 def test_request_log_is_bounded_but_counts_stay_exact(emulator: Sandbox) -> None:
@@ -425,7 +559,7 @@ def test_control_script(emulator: Sandbox) -> None:
     assert requests.get(emulator.url + "/events", timeout=5).status_code == 500
     assert control(emulator.url, "GET", "script").json()["script"] == ["stall:1", "drop"]
     assert control(emulator.url, "DELETE", "script").json()["script"] == []
-    assert emulator.script("429") == [emulator.state.faults.pending[0]]
+    assert [str(fault) for fault in emulator.script("429")] == ["429"]
 
 
 # -- the command line ------------------------------------------------------------------------------
@@ -501,8 +635,54 @@ def test_cli_help_names_every_option(capsys: pytest.CaptureFixture[str]) -> None
         "--script",
         "--max-event-names",
         "--log-size",
+        "--contact-visibility-delay",
     ):
         assert option in shown
+
+
+@pytest.mark.parametrize("prog", [None, "flask intercom sandbox"])
+def test_cli_help_shows_each_default_once_and_where_the_token_comes_from(
+    prog: str | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"], prog=prog)
+
+    shown = " ".join(capsys.readouterr().out.split())
+    for empty in ("(default: None)", "(default: [])", "(default: False)"):
+        assert empty not in shown
+    start = shown.index("--token TOKEN accepted")
+    token = shown[start : shown.index("--read-only-token TOKEN", start)]
+    assert token.count("default") == 1
+    assert "sandbox-token" in token
+    assert "INTERCOM_ACCESS_TOKEN" in token
+    for route in ("/_sandbox/received", "/_sandbox/duplicates", "/_sandbox/reset"):
+        assert route in shown
+    assert "POST /contacts" in shown
+    assert "Intercom-Version" in shown
+
+
+def test_flask_intercom_sandbox_help(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+
+    result = app.test_cli_runner().invoke(args=["intercom", "sandbox", "--help"])
+
+    assert result.exit_code == 0, result.output
+    shown = " ".join(result.output.split())
+    assert shown.startswith("usage: flask intercom sandbox")
+    assert "(default: None)" not in shown
+    assert "the app's INTERCOM_ACCESS_TOKEN" in shown
+    assert "test-token" not in shown
+
+
+def test_cli_options_reach_the_settings() -> None:
+    args = build_parser().parse_args(
+        ["--contact-visibility-delay", "2.5", "--contact", "id=lead-1,role=lead"]
+    )
+    sandbox = sandbox_from_args(args)
+
+    assert sandbox.settings.contact_visibility_delay == 2.5
+    assert sandbox.settings.require_contacts
+    assert [contact.role for contact in sandbox.contacts] == ["lead"]
 
 
 @pytest.mark.parametrize(

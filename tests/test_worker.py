@@ -153,7 +153,7 @@ def test_the_rate_limit_is_shared_by_every_worker(
     workers = [setup.start_worker("--concurrency", "8") for _ in range(2)]
     # Both in their loop (registered, their signal handlers installed), waiting for events:
     # neither can deliver everything before the other starts, and SIGTERM stops both cleanly.
-    setup.wait_until(lambda: len(setup.store.workers()) == 2, 30, "both workers up")
+    setup.wait_until(lambda: len(setup.registered()) == 2, 30, "both workers up")
     # The windows (the budget's in Redis and the emulator's) are aligned to multiples of 2 s:
     # track just after one begins, so that each window's calls are granted at its start,
     # far from its end, and none reaches the emulator in the next window.
@@ -180,7 +180,7 @@ def test_a_429_makes_every_worker_wait_for_the_reset(
     emulator.script("429")
     setup = deployments(redis_url, emulator.url, INTERCOM_EVENTS_RATE_WINDOW=window)
     worker = setup.start_worker("--concurrency", "2")
-    setup.wait_until(lambda: len(setup.store.workers()) == 1, 30, "the worker up")
+    setup.wait_until(lambda: len(setup.registered()) == 1, 30, "the worker up")
     # The 429 comes just after a window began (windows are aligned to multiples of 4 s):
     # nearly the whole window is left to try sending in.
     time.sleep(window - time.time() % window + 0.05)
@@ -262,7 +262,7 @@ def test_failing_signal_receivers_change_nothing(
     setup.wait_until(setup.settled, 20, "every event settled")
     assert worker.stop() == 0
     assert (emulator.stats.events, emulator.stats.duplicates) == (2, 0)  # sent once each
-    assert setup.store.failed_by_reason() == {"404 not_found": 1}
+    assert setup.status().failed_by_reason == {"404 not_found": 1}
     assert sorted(setup.signals()) == [
         "delivered tests.delivery_app ran-drill",
         "delivered tests.delivery_app ran-drill",
@@ -281,7 +281,7 @@ def test_what_cannot_be_sent_fails_with_its_reason(
     # Not an event Intercom would take (pushed by hand: the extension would refuse it), a
     # line that is not JSON, and a job of some other function on the queue.
     setup.connection.rpush(
-        setup.store.intake_key,
+        setup.store.keys.intake,
         json.dumps({"event_name": "bad", "created_at": "yesterday", "user_id": "1"}),
         "{truncated",
     )
@@ -292,8 +292,8 @@ def test_what_cannot_be_sent_fails_with_its_reason(
     setup.wait_until(setup.settled, 20, "every event settled")
     assert worker.stop() == 0
     assert emulator.stats.requests == 1  # only the good one was sent
-    assert setup.store.failed_by_reason() == {
-        "ForeignJobError": 1,
+    assert setup.status().failed_by_reason == {
+        "foreign_job": 1,
         "invalid_event": 1,
         "unreadable": 1,
     }

@@ -21,8 +21,10 @@ import redis
 from flask import Flask
 
 from flask_intercom_events import IntercomEvents
-from flask_intercom_events.delivery import DeliveryQueue, QueueStatus
+from flask_intercom_events.backlog import QueueStatus, WorkerInfo, failed_events, read_status
 from flask_intercom_events.extension import state_of
+from flask_intercom_events.presence import Presence
+from flask_intercom_events.store import DeliveryStore
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "test-token"
@@ -115,7 +117,8 @@ class Deployment:
         self.app.config.update(self.config, INTERCOM_EVENTS_DELIVERY="rq")
         self.intercom = IntercomEvents(self.app)
         self.connection = redis.Redis.from_url(redis_url)
-        self.store = DeliveryQueue(self.connection, QUEUE, failure_ttl=3600)
+        self.store = DeliveryStore(self.connection, QUEUE, failure_ttl=3600)
+        self.presence = Presence(self.connection, QUEUE, "test-reader", ttl=1)
         self.workers: list[Worker] = []
         self.tracked: list[tuple[str, int]] = []
 
@@ -142,7 +145,15 @@ class Deployment:
         return worker
 
     def status(self) -> QueueStatus:
-        return self.store.status()
+        return read_status(self.store, self.presence)
+
+    def failed_ids(self, reason: str | None = None) -> list[str]:
+        """Ids of the failed events (whose reason matches ``reason``)."""
+        return [event.id for event in failed_events(self.store, reason=reason)]
+
+    def registered(self) -> list[WorkerInfo]:
+        """The registered workers."""
+        return self.status().workers
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float, what: str) -> float:
         """Poll ``predicate``; returns the seconds it took, fails the test on timeout."""
@@ -165,7 +176,7 @@ class Deployment:
         app during a Redis outage either)."""
         intake = state_of(self.app).intake
         spooled = intake.spool.count() if intake is not None else 0
-        return spooled == 0 and self.store.pending() == 0
+        return spooled == 0 and self.status().pending == 0
 
     def signals(self) -> list[str]:
         if not self.signal_log.exists():

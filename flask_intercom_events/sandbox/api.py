@@ -1,9 +1,16 @@
-"""Intercom's Data Events API as the emulator answers it (pure: the clock is passed in).
+"""Intercom's Data Events API, and ``POST /contacts``, as the emulator answers them (pure:
+the clock is passed in).
 
-Order of checks, as Intercom does them: injected fault, bearer token (``401``), rate limit
-(every authenticated call counts; ``429``), route, write scope on POST (``403``), body
-(``400``), contact (``404``), active event names (``422``), then de-duplication (``202``
-either way).
+Order of checks: injected fault, bearer token (``401``), rate limit (every authenticated
+call counts; ``429``), ``Intercom-Version`` (an unknown one: ``400
+intercom_version_invalid``; no header: the workspace's default applies), route, write scope
+on POST (``403``), body (``400``), contact (``404``; ``409`` for ``POST /contacts`` when one
+with that ``external_id`` exists), active event names (``422``), then de-duplication (``202``
+either way). Intercom documents the statuses, not the order it checks in; where the version
+check falls is this emulator's choice.
+
+``HEAD /events`` is answered as ``GET`` (the server sends no body); a method a route does not
+take gets ``405`` with an ``Allow`` header.
 """
 
 from __future__ import annotations
@@ -15,10 +22,13 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlencode
 
+from .contacts import check_new_contact, contact_object
 from .faults import Fault, FaultKind
 from .ratelimit import limit_message, window_reset
+from .received import Verdict
+from .records import ReceivedEvent, ReceivedSummary
 from .settings import Settings
-from .state import ReceivedEvent, ReceivedSummary, SandboxState
+from .state import SandboxState
 from .validation import (
     ErrorItem,
     EventWarning,
@@ -26,6 +36,7 @@ from .validation import (
     check_event,
     check_summaries,
 )
+from .versions import VERSION_INVALID, is_known_version
 from .wire import Reply, Request, error_reply, json_reply
 
 #: Only events younger than this are listed by ``GET /events`` (summaries count them all).
@@ -36,6 +47,12 @@ DEFAULT_PER_PAGE = 15
 DEFAULT_RATE_LIMIT = 1666
 
 _LOOKUPS = ("user_id", "email", "intercom_user_id")
+# The methods of each API route, as a 405's Allow header lists them.
+_ALLOWED = {
+    "/events": ("GET", "HEAD", "POST"),
+    "/events/summaries": ("POST",),
+    "/contacts": ("POST",),
+}
 _ERROR_CODES = {408: "request_timeout", 409: "conflict"}
 
 
@@ -48,7 +65,8 @@ _DECODER = json.JSONDecoder(parse_constant=_no_constant)
 
 
 class IntercomApi:
-    """Answers the API routes (``/events``, ``/events/summaries``) from a state.
+    """Answers the API routes (``/events``, ``/events/summaries``, ``/contacts``) from a
+    state.
 
     ``base_url`` builds ``pages.next`` links when a request has no ``Host`` header.
     """
@@ -59,30 +77,27 @@ class IntercomApi:
 
     def handle(self, request: Request, now: float) -> Reply:
         """The reply to one API request received at Unix time ``now``; counts and logs it."""
-        state = self.state
-        with state.lock:
-            settings = state.settings
-            request_id = state.new_request_id()
-            fault = state.faults.next(settings)
-            delay = state.faults.latency(settings)
-            if fault.kind is FaultKind.DROP:
-                reply = Reply(0, drop=True)
-            elif fault.kind is FaultKind.ERROR:
-                reply = _injected_error(fault, request_id)
-            elif fault.kind is FaultKind.THROTTLE:
-                reply = _injected_throttle(settings, request_id, now)
-            else:
-                reply = self._answer(request, settings, request_id, now)
-                if fault.kind is FaultKind.STALL:
-                    delay += settings.stall_seconds if fault.seconds is None else fault.seconds
-            state.record_request(
-                method=request.method,
-                target=request.target,
-                status=None if reply.drop else reply.status,
-                fault=None if fault.kind is FaultKind.OK else fault,
-                request_id=request_id,
-                now=now,
-            )
+        admission = self.state.admit(request.path)
+        settings, request_id, fault = admission.settings, admission.request_id, admission.fault
+        delay = admission.delay
+        if fault.kind is FaultKind.DROP:
+            reply = Reply(0, drop=True)
+        elif fault.kind is FaultKind.ERROR:
+            reply = _injected_error(fault, request_id)
+        elif fault.kind is FaultKind.THROTTLE:
+            reply = _injected_throttle(settings, request_id, now)
+        else:
+            reply = self._answer(request, settings, request_id, now)
+            if fault.kind is FaultKind.STALL:
+                delay += settings.stall_seconds if fault.seconds is None else fault.seconds
+        self.state.record_request(
+            method=request.method,
+            target=request.target,
+            status=None if reply.drop else reply.status,
+            fault=None if fault.kind is FaultKind.OK else fault,
+            request_id=request_id,
+            now=now,
+        )
         return _amend(reply, (("X-Request-Id", request_id),), delay)
 
     def _answer(self, request: Request, settings: Settings, request_id: str, now: float) -> Reply:
@@ -92,7 +107,7 @@ class IntercomApi:
         headers: tuple[tuple[str, str], ...] = ()
         try:
             if settings.rate_limit is not None:
-                decision = self.state.windows.hit(
+                decision = self.state.count_call(
                     token, now, settings.rate_limit, settings.rate_window
                 )
                 headers = decision.headers()
@@ -104,6 +119,9 @@ class IntercomApi:
                             limit_message(settings.rate_limit, settings.rate_window),
                         ),
                     )
+            version = request.headers.get("intercom-version")
+            if version is not None and not is_known_version(version):
+                raise Refusal(400, ErrorItem(*VERSION_INVALID))
             reply = self._route(request, token, settings, request_id, now)
         except Refusal as refusal:
             return error_reply(refusal.status, request_id, refusal.errors, headers)
@@ -112,23 +130,30 @@ class IntercomApi:
     def _route(
         self, request: Request, token: str, settings: Settings, request_id: str, now: float
     ) -> Reply:
-        method, path = request.method, request.path
+        path = request.path
+        # HEAD is GET without the body (the server leaves the body out).
+        method = "GET" if request.method == "HEAD" else request.method
         if path == "/events" and method == "GET":
             return self._list_events(request, now)
-        if path in ("/events", "/events/summaries") and method == "POST":
-            if token not in settings.tokens:
-                raise Refusal(
-                    403,
-                    ErrorItem("forbidden", "Access Token does not have the write scope needed"),
-                )
-            if path == "/events":
-                return self._create_event(request, settings, request_id, now)
-            return self._create_summaries(request, request_id, now)
-        if path in ("/events", "/events/summaries"):
-            raise Refusal(
-                405, ErrorItem("method_not_allowed", f"{method} is not allowed on {path}")
+        allowed = _ALLOWED.get(path)
+        if allowed is None:
+            raise Refusal(404, ErrorItem("not_found", f"No such endpoint: {method} {path}"))
+        if method not in allowed:
+            return error_reply(
+                405,
+                request_id,
+                [ErrorItem("method_not_allowed", f"{method} is not allowed on {path}")],
+                (("Allow", ", ".join(allowed)),),
             )
-        raise Refusal(404, ErrorItem("not_found", f"No such endpoint: {method} {path}"))
+        if token not in settings.tokens:
+            raise Refusal(
+                403, ErrorItem("forbidden", "Access Token does not have the write scope needed")
+            )
+        if path == "/events":
+            return self._create_event(request, settings, request_id, now)
+        if path == "/contacts":
+            return self._create_contact(request, settings, request_id, now)
+        return self._create_summaries(request, settings, request_id, now)
 
     # -- POST /events ----------------------------------------------------------------------
 
@@ -136,47 +161,60 @@ class IntercomApi:
         self, request: Request, settings: Settings, request_id: str, now: float
     ) -> Reply:
         checked = check_event(_decode(request.body))
-        identity = {"user_id": checked.user_id, "email": checked.email, "id": checked.id}
-        known = self.state.find_contact(**identity)
-        if known is None and settings.require_contacts:
-            raise Refusal(404, ErrorItem("not_found", "User Not Found"))
-        limit = settings.max_event_names
-        if (
-            limit is not None
-            and self.state.is_new_name(checked.event_name)
-            and self.state.name_count >= limit
-        ):
-            # Intercom's own answer, code and all (seen in the wild as {"code": "422", ...}).
-            raise Refusal(
-                422, ErrorItem("422", f"Cannot have more than {limit} active event names")
-            )
-        contact = known if known is not None else self.state.create_contact(**identity)
-        self.state.store_event(
+        verdict = self.state.accept_event(
             checked,
-            contact,
+            settings,
             raw=request.body,
             warnings=_header_warnings(request) + checked.warnings,
             request_id=request_id,
             now=now,
         )
+        if verdict is Verdict.NO_CONTACT:
+            raise Refusal(404, ErrorItem("not_found", "User Not Found"))
+        if verdict is Verdict.TOO_MANY_NAMES:
+            # Intercom's own answer, code and all (seen in the wild as {"code": "422", ...}).
+            raise Refusal(
+                422,
+                ErrorItem(
+                    "422", f"Cannot have more than {settings.max_event_names} active event names"
+                ),
+            )
         return Reply(202)
 
     # -- POST /events/summaries ------------------------------------------------------------
 
-    def _create_summaries(self, request: Request, request_id: str, now: float) -> Reply:
+    def _create_summaries(
+        self, request: Request, settings: Settings, request_id: str, now: float
+    ) -> Reply:
         checked = check_summaries(_decode(request.body))
-        contact = self.state.contact_for(user_id=checked.user_id)
-        if contact is None:
-            raise Refusal(404, ErrorItem("not_found", "User Not Found"))
-        self.state.store_summary(
+        summary = self.state.accept_summary(
             checked,
-            contact,
+            settings,
             raw=request.body,
             warnings=_header_warnings(request) + checked.warnings,
             request_id=request_id,
             now=now,
         )
+        if summary is None:
+            raise Refusal(404, ErrorItem("not_found", "User Not Found"))
         return Reply(200)
+
+    # -- POST /contacts --------------------------------------------------------------------
+
+    def _create_contact(
+        self, request: Request, settings: Settings, request_id: str, now: float
+    ) -> Reply:
+        new = check_new_contact(_decode(request.body))
+        contact, existed = self.state.create_contact(new, settings, now)
+        if existed:
+            raise Refusal(
+                409,
+                ErrorItem(
+                    "conflict",
+                    f"A contact matching those details already exists with id={contact.id}",
+                ),
+            )
+        return json_reply(200, contact_object(contact, new, int(now)))
 
     # -- GET /events -----------------------------------------------------------------------
 
@@ -198,15 +236,15 @@ class IntercomApi:
         summary = _flag(query, "summary")
         per_page = _positive_int(query, "per_page", DEFAULT_PER_PAGE)
         page = _positive_int(query, "page", 1)
-        contact = self.state.find_contact(
-            **{"id" if lookup == "intercom_user_id" else lookup: query[lookup]}
+        found = self.state.history(
+            now, **{"id" if lookup == "intercom_user_id" else lookup: query[lookup]}
         )
-        if contact is None:
+        if found is None:
             raise Refusal(404, ErrorItem("not_found", "User Not Found"))
+        contact, events, summaries = found
         answer: dict[str, Any] = {"type": "event.summary"}
-        events = self.state.events_of(contact)
         if summary:
-            answer["events"] = _summarise(events, self.state.summaries_of(contact))
+            answer["events"] = _summarise(events, summaries)
         else:
             listed = sorted(
                 (event for event in events if event.created_at >= now - LIST_WINDOW_SECONDS),

@@ -8,27 +8,73 @@ from __future__ import annotations
 
 import argparse
 import signal
+import textwrap
 import threading
 from collections.abc import Sequence
 from types import FrameType
 
+from .contacts import Contact
 from .faults import Fault
 from .server import Sandbox
 from .settings import DEFAULT_TOKEN
-from .state import Contact
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default once, and none for options whose default is nothing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        # ArgumentDefaultsHelpFormatter would add "(default: None)" even where the help
+        # already says what happens without the option (--token), and "(default: [])".
+        default = action.default
+        if (
+            default is None
+            or default is False
+            or default == []
+            or "default:" in (action.help or "")
+        ):
+            return action.help
+        return super()._get_help_string(action)
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        # Not at hyphens: "sandbox-token" and "--error-status" must read whole.
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
+_DESCRIPTION = """\
+Run an emulator of Intercom's API: POST /events, GET /events and POST /events/summaries
+(Data Events), and POST /contacts, with strict validation, bearer tokens, the
+Intercom-Version check (an unknown version gets 400; no header is allowed),
+de-duplication, 10-second-window rate limits, latency and injected faults. The first
+stdout line ends with the URL."""
+
+_EPILOG = """\
+contacts:
+  By default events for any contact are accepted (a contact is created on first sight).
+  With --contact or --require-contacts only declared contacts are: others get 404 User Not
+  Found. Declare more at run time with
+    curl -X POST URL/_sandbox/contacts -d '{"user_id": "42", "email": "ada@example.com"}'
+  (one object or a list; keys user_id, email, id, role), or create them through the API
+  with POST /contacts (a bearer token needed; 409 when the external_id is known; see
+  --contact-visibility-delay).
+
+control routes (no token needed; no answer shows a token):
+  GET  /_sandbox/received     events, summaries, duplicates and counts, in one answer
+  GET  /_sandbox/events       stored events (as Intercom stores them, body as sent)
+  GET  /_sandbox/duplicates   events answered 202 but not stored, each with the one it matched
+  GET  /_sandbox/stats        counts: requests, statuses, events, duplicates, 429s, faults
+  GET  /_sandbox/requests     the request log; also /_sandbox/summaries, /_sandbox/contacts
+  POST /_sandbox/reset        forget what was received (settings, declared contacts stay)
+  GET|PATCH /_sandbox/settings         e.g. -X PATCH -d '{"latency": 0.1}'
+  GET|POST|DELETE /_sandbox/script     e.g. -d '["500", "409@/contacts"]'"""
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """The command line's parser (also used by ``flask intercom sandbox``)."""
     parser = argparse.ArgumentParser(
         prog=prog or "python -m flask_intercom_events.sandbox",
-        description=(
-            "Run an emulator of Intercom's Data Events API (POST /events, GET /events, "
-            "POST /events/summaries) with strict validation, bearer tokens, de-duplication, "
-            "10-second-window rate limits, latency and injected faults. What it received is "
-            "at /_sandbox/received (no token needed). The first stdout line ends with the URL."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=_HelpFormatter,
     )
     net = parser.add_argument_group("network")
     net.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -40,7 +86,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         dest="tokens",
         action="append",
         metavar="TOKEN",
-        help=f"accepted bearer token, repeatable (default: {DEFAULT_TOKEN})",
+        help=f"accepted bearer token, repeatable (default: {DEFAULT_TOKEN}; flask intercom "
+        "sandbox passes the app's INTERCOM_ACCESS_TOKEN instead, when it has one)",
     )
     auth.add_argument(
         "--read-only-token",
@@ -57,7 +104,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         type=_contact,
         metavar="KEY=VALUE[,KEY=VALUE]",
         help="declare a contact, e.g. user_id=42,email=a@example.com (keys: user_id, email, "
-        "id); once any is declared (or with --require-contacts) others get 404; repeatable",
+        "id, role=user|lead); once any is declared (or with --require-contacts) others get "
+        "404; repeatable",
     )
     auth.add_argument(
         "--require-contacts",
@@ -75,6 +123,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     limits.add_argument("--jitter", type=float, default=0.0, help="up to this many more seconds")
     limits.add_argument(
         "--max-event-names", type=int, default=120, help="active event names; 0: no limit"
+    )
+    limits.add_argument(
+        "--contact-visibility-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="a contact POST /contacts creates is still 404 to the events endpoints this long "
+        "(Intercom's search index is eventually consistent)",
     )
 
     faults = parser.add_argument_group("injected faults (chances per API request, 0 to 1)")
@@ -99,7 +155,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         default=[],
         metavar="FAULT[,FAULT...]",
         help="faults for the first requests, in order: ok, 500 (any 5xx, 408, 409), 429, "
-        "drop, stall, stall:SECONDS",
+        "drop, stall, stall:SECONDS; FAULT@PATH waits for a request to PATH (409@/contacts)",
     )
     parser.add_argument(
         "--log-size", type=int, default=10_000, help="requests kept in the request log"
@@ -129,6 +185,7 @@ def sandbox_from_args(args: argparse.Namespace) -> Sandbox:
         seed=args.seed,
         max_event_names=args.max_event_names,
         log_size=args.log_size,
+        contact_visibility_delay=args.contact_visibility_delay,
         script=args.script,
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import random
 from collections import deque
@@ -28,7 +29,8 @@ class FaultKind(enum.Enum):
 
 @dataclass(frozen=True)
 class Fault:
-    """One scripted or drawn fault. ``status`` for errors; ``seconds`` for stalls.
+    """One scripted or drawn fault. ``status`` for errors; ``seconds`` for stalls; ``path``:
+    a scripted fault meant only for requests to that path (``None``: any request).
 
     A stall without ``seconds`` holds the answer for the settings' ``stall_seconds``.
     """
@@ -36,11 +38,24 @@ class Fault:
     kind: FaultKind
     status: int | None = None
     seconds: float | None = None
+    path: str | None = None
 
     @classmethod
     def parse(cls, text: str | int) -> Fault:
         """Read a script item: ``ok``, ``500`` (any 5xx, or 408, 409), ``429``, ``drop``,
-        ``stall`` or ``stall:SECONDS``."""
+        ``stall`` or ``stall:SECONDS``, each optionally followed by ``@PATH`` to be meant
+        for that path only (``409@/contacts``)."""
+        fault, at, path = str(text).strip().partition("@")
+        if not at:
+            return cls._parse(text)
+        if not path.startswith("/"):
+            raise ValueError(
+                f"fault {text!r}: the path after @ must start with /, e.g. 409@/contacts"
+            )
+        return dataclasses.replace(cls._parse(fault), path=path)
+
+    @classmethod
+    def _parse(cls, text: str | int) -> Fault:
         word = str(text).strip().lower()
         if word == "ok":
             return cls(FaultKind.OK)
@@ -67,11 +82,12 @@ class Fault:
         )
 
     def __str__(self) -> str:
+        where = "" if self.path is None else f"@{self.path}"
         if self.kind in (FaultKind.ERROR, FaultKind.THROTTLE):
-            return str(self.status)
+            return f"{self.status}{where}"
         if self.kind is FaultKind.STALL and self.seconds is not None:
-            return f"stall:{self.seconds:g}"
-        return str(self.kind.value)
+            return f"stall:{self.seconds:g}{where}"
+        return f"{self.kind.value}{where}"
 
 
 _OK = Fault(FaultKind.OK)
@@ -80,8 +96,8 @@ _OK = Fault(FaultKind.OK)
 class FaultPlan:
     """Decides each API request's fault and extra latency.
 
-    Scripted faults come first, one per request, in order; once the script is spent each
-    request draws from the settings' rates. Not thread-safe on its own.
+    A request takes the first scripted fault meant for it (one with no path, or its path),
+    in order; when none is, it draws from the settings' rates. Not thread-safe on its own.
     """
 
     def __init__(self, seed: int | None = None) -> None:
@@ -105,10 +121,12 @@ class FaultPlan:
         """What is left of the script, next first."""
         return list(self._script)
 
-    def next(self, settings: Settings) -> Fault:
-        """The fault for the next API request."""
-        if self._script:
-            return self._script.popleft()
+    def next(self, settings: Settings, path: str | None = None) -> Fault:
+        """The fault for the next API request (to ``path``)."""
+        for index, fault in enumerate(self._script):
+            if fault.path is None or fault.path == path:
+                del self._script[index]
+                return fault
         rates = (
             (settings.drop_rate, FaultKind.DROP),
             (settings.stall_rate, FaultKind.STALL),

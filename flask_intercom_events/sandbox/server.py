@@ -3,9 +3,7 @@
 One event loop in one background thread serves every connection: latency and stalls are
 ``asyncio.sleep`` calls, so hundreds of requests can be held at once at no cost, and the
 handlers (pure, in :mod:`.api` and :mod:`.control`) run one at a time under the state lock.
-The HTTP parser reads what clients send to this API: a request line, headers, and a body by
-``Content-Length`` or chunked; it answers ``Expect: 100-continue`` and keeps connections
-alive unless told otherwise.
+The HTTP/1.1 parsing and rendering are in :mod:`.protocol`.
 """
 
 from __future__ import annotations
@@ -16,42 +14,32 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from http import HTTPStatus
 from types import TracebackType
 from typing import Any
 
 from .api import IntercomApi
+from .contacts import Contact
 from .control import handle_control, is_control
 from .faults import Fault
+from .protocol import MAX_HEAD_BYTES, BadRequest, keep_alive, read_request, render
+from .records import Duplicate, ReceivedEvent, ReceivedSummary, RequestRecord, Stats
 from .settings import DEFAULT_TOKEN, Settings
-from .state import Contact, ReceivedEvent, ReceivedSummary, RequestRecord, SandboxState, Stats
+from .state import SandboxState
 from .validation import EventWarning
 from .wire import Reply, Request, json_reply
 
-#: Largest request head (request line and headers) accepted, in bytes.
-MAX_HEAD_BYTES = 64 * 1024
-#: Largest request body accepted, in bytes.
-MAX_BODY_BYTES = 1024 * 1024
-
-_PHRASES = {status.value: status.phrase for status in HTTPStatus}
-
-
-class _BadRequest(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
 
 class Sandbox:
-    """An Intercom Data Events API emulator on a real socket, run in a background thread.
+    """An Intercom API emulator on a real socket, run in a background thread.
 
     Every keyword is a :class:`~.settings.Settings` field, except ``host`` and ``port``
     (``0``: any free port), ``contacts`` (``None``: accept events for any contact; a list,
-    even empty, of :class:`Contact` or ``{"user_id"|"email"|"id": ...}`` mappings: only those,
-    others get ``404``), ``script`` (faults for the first requests, e.g. ``["500", "drop"]``)
-    and ``clock`` (Unix time source, for rate windows and the 90-day listing rule).
+    even empty, of :class:`Contact` or ``{"user_id"|"email"|"id"|"role": ...}`` mappings:
+    only those and the ones ``POST /contacts`` creates, others get ``404``), ``script``
+    (faults for the first requests, e.g. ``["500", "drop"]``) and ``clock`` (Unix time
+    source, for rate windows, the 90-day listing rule and ``contact_visibility_delay``).
 
-    >>> with Sandbox(tokens=["t"]) as sandbox:          # doctest: +SKIP
+    >>> with Sandbox(tokens=["test-token"]) as sandbox:          # doctest: +SKIP
     ...     requests.post(sandbox.url + "/events", json=..., headers=...)
     ...     sandbox.events[0].event_name
     """
@@ -77,6 +65,7 @@ class Sandbox:
         seed: int | None = None,
         max_event_names: int | None = 120,
         log_size: int = 10_000,
+        contact_visibility_delay: float = 0.0,
         script: Iterable[str | Fault] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -97,6 +86,7 @@ class Sandbox:
             seed=seed,
             max_event_names=max_event_names,
             log_size=log_size,
+            contact_visibility_delay=contact_visibility_delay,
         )
         declared = [_as_contact(contact) for contact in contacts or ()]
         self.state = SandboxState(settings, declared)
@@ -170,8 +160,15 @@ class Sandbox:
 
     @property
     def events(self) -> list[ReceivedEvent]:
-        """Events stored, in arrival order (duplicates are counted in :attr:`stats` only)."""
+        """Events stored, in arrival order (duplicates: :attr:`duplicates`)."""
         return self.state.events
+
+    @property
+    def duplicates(self) -> list[Duplicate]:
+        """The latest duplicates (at most ``log_size``), oldest first: events answered
+        ``202`` but not stored, each with ``body`` as sent and ``stored``, the event it
+        collided with. :attr:`stats` counts them all."""
+        return self.state.duplicates
 
     @property
     def summaries(self) -> list[ReceivedSummary]:
@@ -191,12 +188,7 @@ class Sandbox:
     @property
     def warnings(self) -> list[EventWarning]:
         """Every warning on stored events and summaries: assert it is empty."""
-        with self.state.lock:
-            received: list[ReceivedEvent | ReceivedSummary] = [
-                *self.state.events,
-                *self.state.summaries,
-            ]
-        return [warning for item in received for warning in item.warnings]
+        return self.state.warnings
 
     @property
     def contacts(self) -> list[Contact]:
@@ -232,19 +224,23 @@ class Sandbox:
         return self.state.configure(**changes)
 
     def add_contact(
-        self, *, user_id: str | None = None, email: str | None = None, id: str | None = None
+        self,
+        *,
+        user_id: str | None = None,
+        email: str | None = None,
+        id: str | None = None,
+        role: str = "user",
     ) -> Contact:
-        """Declare a contact (at any time); events for it are then accepted."""
-        return self.state.add_contact(Contact.make(user_id=user_id, email=email, id=id))
+        """Declare a contact (at any time; kept by :meth:`reset`); events for it are then
+        accepted. A ``lead`` is addressed by its ``id`` only."""
+        return self.state.add_contact(Contact.make(user_id=user_id, email=email, id=id, role=role))
 
     def script(self, *faults: str | Fault) -> list[Fault]:
         """Queue faults for the next API requests, one each, in order: ``"500"`` (any 5xx,
         ``"408"``, ``"409"``), ``"429"``, ``"drop"``, ``"stall"``, ``"stall:SECONDS"``,
         ``"ok"``. Returns what is queued."""
         parsed = [fault if isinstance(fault, Fault) else Fault.parse(fault) for fault in faults]
-        with self.state.lock:
-            self.state.faults.extend(parsed)
-            return self.state.faults.pending
+        return self.state.extend_script(parsed)
 
     def reset(self) -> None:
         """Forget what was received and the counts; settings and declared contacts stay."""
@@ -299,10 +295,10 @@ class Sandbox:
         try:
             while True:
                 try:
-                    request = await _read_request(reader, writer)
-                except _BadRequest as exc:
+                    request = await read_request(reader, writer)
+                except BadRequest as exc:
                     reply = json_reply(exc.status, {"error": str(exc)})
-                    writer.write(_render(reply, keep_alive=False))
+                    writer.write(render(reply, keep_alive=False))
                     await writer.drain()
                     return
                 if request is None:
@@ -312,10 +308,10 @@ class Sandbox:
                     await asyncio.sleep(reply.delay)
                 if reply.drop:
                     return
-                keep_alive = _keep_alive(request)
-                writer.write(_render(reply, keep_alive=keep_alive))
+                kept = keep_alive(request)
+                writer.write(render(reply, keep_alive=kept, head=request.method == "HEAD"))
                 await writer.drain()
-                if not keep_alive:
+                if not kept:
                     return
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the client went away: nothing to answer
@@ -332,98 +328,6 @@ async def _settle(server: asyncio.Server, connections: set[asyncio.Task[Any]]) -
     await asyncio.gather(*connections, return_exceptions=True)
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(server.wait_closed(), 2.0)
-
-
-async def _read_request(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-) -> Request | None:
-    """The next request on the connection; ``None`` when the client closed it cleanly."""
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except asyncio.IncompleteReadError as exc:
-        if not exc.partial.strip():
-            return None
-        raise _BadRequest(400, "the request ended before its headers did") from None
-    except asyncio.LimitOverrunError:
-        raise _BadRequest(431, f"request head larger than {MAX_HEAD_BYTES} bytes") from None
-    lines = head.decode("latin-1").lstrip("\r\n").split("\r\n")
-    parts = lines[0].split(" ")
-    if len(parts) != 3 or not parts[0].isalpha():
-        raise _BadRequest(400, f"malformed request line {lines[0][:100]!r}")
-    method, target, version = parts
-    if version not in ("HTTP/1.1", "HTTP/1.0"):
-        raise _BadRequest(505, f"unsupported HTTP version {version[:20]!r}")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        if not line:
-            continue
-        name, colon, value = line.partition(":")
-        if not colon or not name or name != name.strip():
-            raise _BadRequest(400, f"malformed header line {line[:100]!r}")
-        key, value = name.lower(), value.strip()
-        headers[key] = f"{headers[key]}, {value}" if key in headers else value
-    if headers.get("expect", "").lower() == "100-continue":
-        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-    if "transfer-encoding" in headers:
-        if headers["transfer-encoding"].lower() != "chunked" or "content-length" in headers:
-            raise _BadRequest(400, "only Transfer-Encoding: chunked, without Content-Length")
-        body = await _read_chunked(reader)
-    else:
-        length_text = headers.get("content-length", "0")
-        if not length_text.isdigit():
-            raise _BadRequest(400, f"bad Content-Length {length_text[:30]!r}")
-        length = int(length_text)
-        if length > MAX_BODY_BYTES:
-            raise _BadRequest(413, f"body larger than {MAX_BODY_BYTES} bytes")
-        body = await reader.readexactly(length) if length else b""
-    return Request(method.upper(), target, headers, body, version)
-
-
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-    chunks: list[bytes] = []
-    total = 0
-    while True:
-        size_line = await _read_line(reader)
-        try:
-            size = int(size_line.split(b";")[0].strip(), 16)
-        except ValueError:
-            raise _BadRequest(400, "malformed chunk size") from None
-        if size < 0:
-            raise _BadRequest(400, "malformed chunk size")
-        if size == 0:
-            while await _read_line(reader) != b"\r\n":
-                pass  # trailer fields: ignored
-            return b"".join(chunks)
-        total += size
-        if total > MAX_BODY_BYTES:
-            raise _BadRequest(413, f"body larger than {MAX_BODY_BYTES} bytes")
-        chunks.append(await reader.readexactly(size))
-        if await reader.readexactly(2) != b"\r\n":
-            raise _BadRequest(400, "chunk not followed by CRLF")
-
-
-async def _read_line(reader: asyncio.StreamReader) -> bytes:
-    try:
-        return await reader.readuntil(b"\r\n")
-    except asyncio.LimitOverrunError:
-        raise _BadRequest(400, "chunk line too long") from None
-
-
-def _keep_alive(request: Request) -> bool:
-    connection = request.headers.get("connection", "").lower()
-    if request.version == "HTTP/1.0":
-        return "keep-alive" in connection
-    return "close" not in connection
-
-
-def _render(reply: Reply, *, keep_alive: bool) -> bytes:
-    lines = [f"HTTP/1.1 {reply.status} {_PHRASES.get(reply.status, 'Unknown')}"]
-    if reply.content_type is not None:
-        lines.append(f"Content-Type: {reply.content_type}")
-    lines.append(f"Content-Length: {len(reply.body)}")
-    lines.extend(f"{name}: {value}" for name, value in reply.headers)
-    lines.append("Connection: keep-alive" if keep_alive else "Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + reply.body
 
 
 def _as_contact(contact: Contact | Mapping[str, str]) -> Contact:

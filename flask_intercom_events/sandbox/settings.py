@@ -1,17 +1,19 @@
-"""The emulator's settings: tokens, contacts mode, rate limit, latency and fault rates."""
+"""The emulator's settings: tokens, contacts mode, rate limit, latency and fault rates,
+contacts' visibility delay."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 #: The token the emulator accepts when none is given.
 DEFAULT_TOKEN = "sandbox-token"
 
-_TIME_FIELDS = ("rate_window", "latency", "jitter", "stall_seconds")
+_TIME_FIELDS = ("rate_window", "latency", "jitter", "stall_seconds", "contact_visibility_delay")
 _RATE_FIELDS = ("error_rate", "throttle_rate", "stall_rate", "drop_rate")
 
 
@@ -34,11 +36,16 @@ class Settings:
     - ``seed``: seeds the random draws (faults, jitter, request ids) for repeatable runs.
     - ``max_event_names``: distinct event names a workspace may have (Intercom: 120); a new
       one past it gets ``422``. ``None`` or ``0``: no limit.
-    - ``log_size``: how many requests the request log keeps (counts stay exact).
+    - ``log_size``: how many requests the request log keeps, and how many duplicates are
+      kept (counts stay exact).
+    - ``contact_visibility_delay``: seconds during which a contact just created by
+      ``POST /contacts`` is still not found by the events endpoints (``404``), as Intercom's
+      eventually consistent search index may answer just after a create. ``0``: at once.
     """
 
-    tokens: tuple[str, ...] = (DEFAULT_TOKEN,)
-    read_only_tokens: tuple[str, ...] = ()
+    # Never in a repr: a test's failure output or a log line must not show them.
+    tokens: tuple[str, ...] = field(default=(DEFAULT_TOKEN,), repr=False)
+    read_only_tokens: tuple[str, ...] = field(default=(), repr=False)
     require_contacts: bool = False
     rate_limit: int | None = 1666
     rate_window: float = 10.0
@@ -53,6 +60,7 @@ class Settings:
     seed: int | None = None
     max_event_names: int | None = 120
     log_size: int = 10_000
+    contact_visibility_delay: float = 0.0
 
     def __post_init__(self) -> None:
         # Lists from JSON or callers become tuples, so settings stay hashable and frozen.
@@ -110,10 +118,14 @@ class Settings:
         return self.replace(**changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form, as ``GET /_sandbox/settings`` shows it."""
+        """JSON form, as ``GET /_sandbox/settings`` shows it: each list of tokens as its
+        count and :func:`fingerprint` list, never the tokens themselves (anyone who can reach
+        the emulator can read its control routes, and under ``flask intercom sandbox`` the
+        token is the app's own)."""
         data = dataclasses.asdict(self)
-        data["tokens"] = list(self.tokens)
-        data["read_only_tokens"] = list(self.read_only_tokens)
+        for name in ("tokens", "read_only_tokens"):
+            tokens = getattr(self, name)
+            data[name] = {"count": len(tokens), "fingerprints": [fingerprint(t) for t in tokens]}
         return data
 
     @property
@@ -122,11 +134,22 @@ class Settings:
         return frozenset(self.tokens) | frozenset(self.read_only_tokens)
 
 
+def fingerprint(token: str) -> str:
+    """A token's public name: ``sha256:`` and the first 12 hex digits of its SHA-256, enough
+    to tell which token is meant, useless to authenticate with."""
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
 def _tokens(name: str, value: object) -> tuple[str, ...]:
+    # The messages name types and positions only: a value here may be a real token.
     if isinstance(value, str) or not isinstance(value, (list, tuple)):
-        raise ValueError(f"{name} must be a list of strings, got {value!r}")
-    if not all(isinstance(token, str) and token for token in value):
-        raise ValueError(f"{name} must hold non-empty strings, got {value!r}")
+        raise ValueError(f"{name} must be a list of strings, got a {type(value).__name__}")
+    for index, token in enumerate(value):
+        if not isinstance(token, str) or not token:
+            raise ValueError(
+                f"{name} must hold non-empty strings; item {index} is "
+                f"{'empty' if token == '' else 'a ' + type(token).__name__}"
+            )
     return tuple(value)
 
 

@@ -3,8 +3,8 @@
 Refusals are what Intercom answers with ``400``: :class:`Refusal` carries the status and the
 ``error.list`` entries. Things Intercom silently accepts but that are mistakes (a millisecond
 ``created_at``, ``.``/``$`` or upper case in an event name, metadata keys past the tenth,
-strings over 255 characters...) are accepted the way Intercom stores them and reported as
-:class:`EventWarning` entries, so tests can assert there are none.
+strings over :data:`MAX_STRING_LENGTH` characters...) are accepted the way Intercom stores
+them and reported as :class:`EventWarning` entries, so tests can assert there are none.
 
 This module is written from the API notes, independently of the package's own event model:
 it is the oracle the package is tested against, so it must not share its code.
@@ -20,7 +20,11 @@ from urllib.parse import urlsplit
 
 #: Intercom keeps this many metadata keys, in send order, and ignores the rest.
 MAX_METADATA_KEYS = 10
-#: Longest string Intercom stores (Help Center, article 175).
+#: Longest string Intercom stores: 255 characters, the only string bound Intercom documents
+#: (Help Center, article 175, for metadata strings). Like the package's event model, the
+#: emulator applies it to every string stored with the event: the event name, ``user_id``,
+#: ``email``, ``id``, metadata string values (links included) and rich-link values; not to
+#: rich-link URLs, currencies or metadata keys, for which nothing is documented.
 MAX_STRING_LENGTH = 255
 #: A ``created_at`` this large is milliseconds: as seconds it would be past the year 5000.
 MILLISECONDS_FROM = 100_000_000_000

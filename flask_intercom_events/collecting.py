@@ -1,0 +1,159 @@
+"""Step 2 of an event's way (see ``store.py``): intake lines become RQ jobs, each event with
+its own second.
+
+Intercom keeps one event per (contact, name, ``created_at``): distinct events of one contact
+and name in the same second would be collapsed into one. Each event claims the first second
+from its ``created_at`` on that no *different* event holds (``seconds.lua``, atomic, shared by
+every worker; claims expire). The same event again (same uuid: a re-delivery) gets its own
+second back, so Intercom still de-duplicates it. The chosen second is written into the job's
+payload before anything is sent, so every retry sends the same ``created_at``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from rq.job import Job
+
+from .job_records import DELIVER, ClaimedJob, decode_line, describe, job_data
+
+if TYPE_CHECKING:  # the store calls this module: for the type checker only
+    from .store import DeliveryStore
+
+__all__ = ["MAX_COLLECT", "Collected", "SameSecond", "collect", "contact_digest"]
+
+#: Events turned from intake lines into RQ jobs at a time.
+MAX_COLLECT = 1000
+
+
+@dataclass(frozen=True)
+class SameSecond:
+    """How distinct events of one contact and name get distinct seconds: moved at most
+    ``most`` seconds later (past that they are collapsed), each claim kept ``ttl`` seconds."""
+
+    most: int
+    ttl: int = 3600
+
+
+@dataclass(frozen=True)
+class Collected:
+    """What :meth:`DeliveryStore.collect` did: jobs enqueued, and the events failed at once
+    (``collapsed``: no free second; ``unreadable``: not an event line), as jobs."""
+
+    enqueued: int = 0
+    collapsed: list[ClaimedJob] = field(default_factory=list)
+    unreadable: int = 0
+
+    @property
+    def total(self) -> int:
+        """Every line taken off the intake."""
+        return self.enqueued + len(self.collapsed) + self.unreadable
+
+
+def contact_digest(payload: Mapping[str, Any]) -> str:
+    """What identifies an event's (contact, name) for Intercom's de-duplication, hashed:
+    the ``user_id``, else the Lead's ``id``, else the email (lower-cased), and the name."""
+    contact = payload.get("user_id")
+    if contact is None:
+        contact = payload.get("id")
+    if contact is None:
+        contact = str(payload.get("email", "")).lower()
+    text = f"{contact}\0{payload.get('event_name')}"
+    return hashlib.sha256(text.encode("utf-8", errors="surrogateescape")).hexdigest()[:20]
+
+
+def collect(
+    store: DeliveryStore, worker: str, most: int, same_second: SameSecond | None
+) -> Collected:
+    """Turn up to ``most`` intake lines into queued RQ jobs (lines left in ``worker``'s
+    moving list by an earlier try go first). With ``same_second``, an event that finds
+    every second up to ``same_second.most`` taken is failed as ``collapsed``."""
+    keys = store.keys
+    moving = keys.moving(worker)
+    lines = store.connection.lrange(moving, 0, -1)
+    if not lines:
+        if not store.scripts.collect(
+            intake=keys.intake, moving=moving, most=min(most, MAX_COLLECT)
+        ):
+            return Collected()
+        lines = store.connection.lrange(moving, 0, -1)
+    events: dict[str, dict[str, Any]] = {}
+    unreadable: list[tuple[bytes | str, str]] = []
+    for line in lines:
+        try:
+            uuid, payload = decode_line(line)
+        except ValueError as exc:
+            unreadable.append((line, str(exc)))
+            continue
+        events.setdefault(uuid, payload)  # a line pushed twice is one event
+    moved: dict[str, dict[str, Any]] = {}
+    collapsed: list[str] = []
+    if same_second is not None and events:
+        claims = [
+            (uuid, contact_digest(p), p["created_at"])
+            for uuid, p in events.items()
+            if isinstance(p.get("created_at"), int) and not isinstance(p["created_at"], bool)
+        ]
+        chosen = store.scripts.seconds(
+            prefix=keys.seconds_prefix,
+            ttl=same_second.ttl,
+            most=same_second.most,
+            claims=claims,
+        )
+        for (uuid, _, original), second in zip(claims, chosen, strict=True):
+            if second < 0:
+                collapsed.append(uuid)
+            elif second != original:
+                moved[uuid] = {"moved_from": original}
+                events[uuid] = {**events[uuid], "created_at": second}
+    datas = [
+        job_data(uuid, payload, failure_ttl=store.failure_ttl, meta=moved.get(uuid))
+        for uuid, payload in events.items()
+        if uuid not in collapsed
+    ]
+    failed_now: list[ClaimedJob] = []
+    with store.connection.pipeline(transaction=True) as pipe:
+        if datas:
+            store.queue.enqueue_many(datas, pipeline=pipe)
+        for uuid in collapsed:
+            job = _create(store, uuid, [events[uuid]], describe(events[uuid]))
+            failed_now.append(ClaimedJob(uuid, job, payload=events[uuid]))
+            store.fail_now(
+                pipe,
+                job,
+                "collapsed",
+                f"no free second within {same_second.most if same_second else 0} s of "
+                f"created_at {events[uuid].get('created_at')}: Intercom would keep only one "
+                "of the events of this contact and name in that second",
+                {"failure": {"reason": "collapsed", "attempts": 0}},
+            )
+        for line, problem in unreadable:
+            text = line.decode("utf-8", errors="replace") if isinstance(line, bytes) else line
+            job = _create(store, None, [text], "unreadable Intercom event line")
+            store.fail_now(
+                pipe,
+                job,
+                "unreadable",
+                f"unreadable event line: {problem}",
+                {"failure": {"reason": "unreadable", "attempts": 0}},
+            )
+        pipe.delete(moving)
+        pipe.hincrby(keys.stats, "collected", len(lines))
+        if collapsed:
+            pipe.hincrby(keys.stats, "collapsed", len(collapsed))
+        pipe.execute()
+    return Collected(len(datas), failed_now, len(unreadable))
+
+
+def _create(store: DeliveryStore, job_id: str | None, args: list[Any], description: str) -> Job:
+    return store.queue.create_job(
+        DELIVER,
+        args=args,
+        job_id=job_id,
+        result_ttl=0,
+        failure_ttl=store.failure_ttl,
+        description=description,
+    )
