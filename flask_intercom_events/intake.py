@@ -23,6 +23,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .breaker import SlowStreak
+from .keys import QueueKeys
 from .spool import Spool
 
 __all__ = ["Intake", "intake_key"]
@@ -33,8 +34,8 @@ _PROBE_EVERY = (0.25, 5.0)  # first and longest pause between probes while Redis
 
 
 def intake_key(queue: str) -> str:
-    """The Redis list where tracked events wait for a worker."""
-    return f"intercom-events:{queue}:intake"
+    """The Redis list where tracked events wait for a worker (``keys.py`` names it)."""
+    return QueueKeys(queue).intake
 
 
 def connect(url: str, timeout: float) -> redis.Redis:
