@@ -30,6 +30,7 @@ from flask_intercom_events.signals import event_dropped, event_enqueued
 from . import create_app
 from .demo import DemoFailed, identity, run_demo
 from .runner import (
+    LEAD_ID,
     Child,
     SetupError,
     WebServer,
@@ -117,6 +118,9 @@ def _run(demo: bool, port: int | None, workdir: Path, running: contextlib.ExitSt
         "INTERCOM_API_BASE_URL": api_url,
         "INTERCOM_EVENTS_REDIS_URL": redis_url,
         "INTERCOM_EVENTS_DELIVERY": "rq",
+        # A user who signed up a moment ago is no Intercom contact yet: the worker creates
+        # it on the first event's 404, then delivers the event.
+        "INTERCOM_EVENTS_CREATE_CONTACTS": "true",
         "DATABASE": str(workdir / "example.sqlite3"),  # a fresh database each run
     }
     if own_redis:
@@ -228,7 +232,8 @@ flask-intercom-events example app
                     flask --app example_app intercom status
 
 Try: sign up, log in, upgrade (card 4000 0000 0000 0002 is declined), schedule and
-export a report, log out, then open {web_url}/pricing?lead=any-id as a Lead.
+export a report, log out, then open {web_url}/pricing?lead={LEAD_ID} as the
+Lead the emulator knows (Intercom answers 404 for contacts it does not know).
 Each event is printed below when it reaches Redis, when Intercom receives it, or when
 it is dropped (a rolled-back transaction). Ctrl-C stops everything.
 """,

@@ -15,12 +15,10 @@ from typing import Any
 
 import requests
 
-from .runner import ROOT
+from .runner import LEAD_ID, ROOT
 
 EMAIL = "ada@example.com"
 PASSWORD = "correct-horse-battery"
-#: The Intercom contact id a Lead's link would carry (Leads have no user_id).
-LEAD_ID = "6650f1c2a1b2c3d4e5f60718"
 #: A card that pays, and the one that is always declined (``users.DECLINED_CARD``).
 GOOD_CARD = "4242 4242 4242 4242"
 DECLINED_CARD = "4000 0000 0000 0002"
@@ -122,10 +120,18 @@ def run_demo(
         f"\nflask intercom status: queued {status['queued']}, in flight "
         f"{status['in_flight']}, scheduled {status['scheduled']}, failed {status['failed']}"
     )
+    created = _contacts_created(emulator_url)
+    print(
+        "\nContacts the worker created (the new user's first event got 404 User Not Found, "
+        "so the worker created the contact, then delivered the event):\n"
+    )
+    print("\n".join(f"  {c}" for c in created) or "  none")
     got = Counter(_key(event) for event in received)
     missing, unexpected = expected - got, got - expected
     warnings = [w for event in received for w in event.get("warnings", [])]
     should_drop = [(step.drops, "rolled back") for step in steps if step.drops is not None]
+    if not created:
+        raise DemoFailed("the worker created no contact for the user who signed up")
     if missing or unexpected or warnings or status["failed"] or dropped != should_drop:
         raise DemoFailed(
             "the emulator did not receive what the visit tracked: "
@@ -167,6 +173,17 @@ def _received(emulator_url: str) -> list[dict[str, Any]]:
     response.raise_for_status()
     events: list[dict[str, Any]] = response.json()["events"]
     return events
+
+
+def _contacts_created(emulator_url: str) -> list[str]:
+    """The contacts created through ``POST /contacts`` (the emulator's request log)."""
+    found = requests.get(f"{emulator_url}/_sandbox/contacts", timeout=5).json()
+    contacts = found.get("contacts", found) if isinstance(found, dict) else found
+    return [
+        f"{c.get('role', 'user')} external_id={c.get('user_id')} email={c.get('email')}"
+        for c in contacts
+        if c.get("user_id") is not None
+    ]
 
 
 def _key(event: Mapping[str, Any]) -> tuple[str, str]:

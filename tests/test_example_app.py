@@ -26,6 +26,7 @@ from redis import Redis
 from rq import Queue
 
 from example_app import create_app
+from example_app.runner import LEAD_ID
 from flask_intercom_events import Event, Identity, Money, RichLink
 from flask_intercom_events.signals import event_dropped
 from flask_intercom_events.testing import record_events
@@ -397,11 +398,11 @@ def test_runner_serves_delivers_and_stops_everything_on_ctrl_c(runner: Runner) -
     redis_url, redis_pid = redis_line.group(1), int(redis_line.group(2))
     runner.wait_for("Ctrl-C stops everything")
 
-    assert requests.get(f"{web}/pricing?lead=lead-42", timeout=10).status_code == 200
-    runner.wait_for(r"queued +viewed-pricing +id=lead-42")
-    runner.wait_for(r"received +viewed-pricing +id=lead-42")
+    assert requests.get(f"{web}/pricing?lead={LEAD_ID}", timeout=10).status_code == 200
+    runner.wait_for(rf"queued +viewed-pricing +id={LEAD_ID}")
+    runner.wait_for(rf"received +viewed-pricing +id={LEAD_ID}")
     [event] = requests.get(f"{emulator}/_sandbox/events", timeout=5).json()["events"]
-    assert (event["event_name"], event["id"]) == ("viewed-pricing", "lead-42")
+    assert (event["event_name"], event["id"]) == ("viewed-pricing", LEAD_ID)
 
     runner.process.send_signal(signal.SIGINT)  # what Ctrl-C sends the runner
     assert runner.process.wait(30) == 0
