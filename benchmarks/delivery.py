@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 
 from flask_intercom_events import Event, Identity, Money  # noqa: E402
 from flask_intercom_events.intake import intake_key  # noqa: E402
+from flask_intercom_events.lines import encode_line  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 
 TOKEN = "bench-token"
@@ -262,20 +263,19 @@ def _start_emulator(setup: dict[str, Any], events: int) -> subprocess.Popen[str]
 
 
 def _queue_events(connection: redis.Redis, count: int) -> None:
-    """Push ``count`` distinct events, serialised as the request path does."""
+    """Push ``count`` distinct events, serialised as the request path does (``<uuid> <JSON>``,
+    ``lines.encode_line``)."""
     base = int(time.time()) - 3600
-    lines = [
-        json.dumps(
-            Event.create(
-                "invited-friend",
-                identity=Identity(user_id=f"bench-{number}"),
-                metadata={"invite_code": "ADDAFRIEND", "seats": 3, "price": Money(34999, "eur")},
-                created_at=base,
-            ).to_payload(),
-            separators=(",", ":"),
+    events = (
+        Event.create(
+            "invited-friend",
+            identity=Identity(user_id=f"bench-{number}"),
+            metadata={"invite_code": "ADDAFRIEND", "seats": 3, "price": Money(34999, "eur")},
+            created_at=base,
         )
         for number in range(count)
-    ]
+    )
+    lines = [encode_line(event.uuid, event.to_payload()) for event in events]
     for start in range(0, count, 1000):
         connection.rpush(intake_key(QUEUE), *lines[start : start + 1000])
 
