@@ -131,6 +131,10 @@ class Settings:
             worker_ttl=_positive(config, "INTERCOM_EVENTS_WORKER_TTL", DEFAULT_WORKER_TTL),
             failure_ttl=_positive_int(config, "INTERCOM_EVENTS_FAILURE_TTL", DEFAULT_FAILURE_TTL),
             auth_probe_every=_positive(config, "INTERCOM_EVENTS_AUTH_PROBE_EVERY", 30.0),
+            same_second=_choice(
+                config, "INTERCOM_EVENTS_SAME_SECOND", "spread", ("spread", "collapse")
+            ),
+            max_spread=_positive_int(config, "INTERCOM_EVENTS_MAX_SPREAD", 60),
         )
 
 

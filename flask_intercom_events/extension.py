@@ -17,6 +17,7 @@ from .errors import ConfigurationError, IntercomAPIError, IntercomEventsError, I
 from .events import Event, Identity, MetadataInput
 from .identity import IdentityLoader, flask_login_available, identity_of_user, resolve_identity
 from .intake import Intake
+from .lines import encode_line
 from .signals import event_delivered, event_dropped, event_enqueued, event_failed, event_tracked
 from .spool import Spool
 from .state import EXTENSION_KEY, AppState, make_client, state_of
@@ -299,7 +300,9 @@ class IntercomEvents:
 def hand_off(app: Flask, state: AppState, events: list[Event]) -> None:
     """Put ``events`` in Redis (or the spool) and send ``event_enqueued`` for those in Redis."""
     assert state.intake is not None
-    in_redis = state.intake.push([event.to_payload() for event in events])
+    in_redis = state.intake.push(
+        [encode_line(event.uuid, event.to_payload()).decode() for event in events]
+    )
     if in_redis and event_enqueued.receivers:
         for event in events:
             event_enqueued.send(app, event=event)

@@ -9,7 +9,6 @@ again and drains the spool. Workers move events from this list into RQ jobs.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -74,13 +73,13 @@ class Intake:
         """Whether Redis was unreachable at the last try (pushes go to the spool)."""
         return self._down
 
-    def push(self, payloads: Sequence[dict[str, object]]) -> bool:
-        """Hand events to Redis; ``True`` if they are in Redis, ``False`` if spooled.
+    def push(self, lines: Sequence[str]) -> bool:
+        """Hand event lines (``job_records.encode_line``) to Redis; ``True`` if they are in
+        Redis, ``False`` if spooled.
 
         Never raises for a Redis failure. Raises ``OSError`` only if Redis is unreachable AND
         the spool cannot be written (the disk is full or read-only): then nothing can keep them.
         """
-        lines = [json.dumps(p, separators=(",", ":"), ensure_ascii=False) for p in payloads]
         if not lines:
             return True
         if self._pid != os.getpid():

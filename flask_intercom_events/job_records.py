@@ -1,9 +1,6 @@
-"""The delivery job's format: the intake line, the RQ job, and reading both back.
+"""The delivery job's format: the RQ job of one event, and reading it back.
 
-- An **intake line** is ``<uuid> <payload>``: the event's :attr:`~flask_intercom_events.Event.uuid`,
-  a space, and the JSON body Intercom receives (``Event.to_payload()``). A line of an earlier
-  version is the JSON alone; its uuid is then derived from the line itself, so the same line
-  read twice is the same event.
+- The **intake line** an event arrives in is ``lines.py``'s (re-exported here).
 - A **delivery job** is an RQ job whose id is the event's uuid, calling :data:`DELIVER` with
   the payload as its only argument, stored with :class:`JobSerializer` (JSON): no token and
   no pickled object ever reaches Redis. The job's ``meta`` keeps the delivery history
@@ -14,7 +11,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import pickle
@@ -25,6 +21,8 @@ from typing import Any
 import redis
 from rq import Queue
 from rq.job import Job
+
+from .lines import decode_line, encode_line
 
 __all__ = [
     "DELIVER",
@@ -73,29 +71,6 @@ class JobSerializer:
                 return JobSerializer.loads(inner)
             return value
         return json.loads(raw)
-
-
-def encode_line(uuid: str, payload: Mapping[str, Any]) -> bytes:
-    """The intake line of an event; raises ``ValueError`` (``UnicodeEncodeError`` included)
-    if the payload is not JSON that UTF-8 can carry."""
-    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return f"{uuid} {body}".encode()
-
-
-def decode_line(line: bytes | str) -> tuple[str, dict[str, Any]]:
-    """``(uuid, payload)`` of an intake line; ``ValueError`` if it is not one."""
-    raw = line if isinstance(line, bytes) else line.encode("utf-8", errors="surrogateescape")
-    head, space, rest = raw.partition(b" ")
-    if raw.startswith(b"{"):
-        uuid, body = "v0-" + hashlib.sha256(raw).hexdigest()[:20], raw
-    elif space and head and head.replace(b"-", b"").replace(b"_", b"").isalnum():
-        uuid, body = head.decode("ascii"), rest
-    else:
-        raise ValueError("not an event line (<uuid> <JSON object>)")
-    payload = json.loads(body)
-    if not isinstance(payload, dict):
-        raise ValueError("the event is not a JSON object")
-    return uuid, payload
 
 
 def describe(payload: Mapping[str, Any]) -> str:

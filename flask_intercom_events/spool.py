@@ -9,7 +9,6 @@ which is harmless because Intercom de-duplicates an event by contact, name and `
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
 import socket
@@ -17,6 +16,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from .lines import decode_line
 
 __all__ = ["Spool"]
 
@@ -110,7 +111,7 @@ class Spool:
         good = []
         for line in lines:
             try:
-                json.loads(line)
+                decode_line(line)
             except ValueError:
                 # A torn last line (a crash mid-write) cannot be delivered: keep it visible.
                 self._reject(line, path)

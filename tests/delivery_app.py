@@ -12,7 +12,7 @@ import os
 from flask import Flask
 
 from flask_intercom_events import IntercomEvents
-from flask_intercom_events.signals import event_delivered, event_failed
+from flask_intercom_events.signals import event_delivered, event_dropped, event_failed
 
 intercom = IntercomEvents()
 
@@ -20,7 +20,8 @@ intercom = IntercomEvents()
 def create_app() -> Flask:
     """The worker's app. ``DELIVERY_SIGNAL_LOG``, when set, names a file that gets one line
     per ``event_delivered``/``event_failed`` sent in the worker; with
-    ``DELIVERY_SIGNAL_RAISE`` set, the receivers then raise, as buggy ones would."""
+    ``DELIVERY_SIGNAL_RAISE`` set, the receivers then raise, as buggy ones would
+    (``event_dropped`` lines too, e.g. ``dropped <app> <name> collapsed``)."""
     app = Flask(__name__, instance_path=os.environ.get("DELIVERY_INSTANCE_PATH"))
     app.config["INTERCOM_EVENTS_DELIVERY"] = "rq"
     app.config.from_prefixed_env()
@@ -40,8 +41,13 @@ def create_app() -> Flask:
             if crash:
                 raise RuntimeError("a buggy event_failed receiver")
 
+        def dropped(sender: Flask, **kwargs: object) -> None:
+            reason = kwargs.get("reason")
+            _append(signal_log, f"dropped {sender.name} {kwargs.get('event_name')} {reason}")
+
         event_delivered.connect(delivered, weak=False)
         event_failed.connect(failed, weak=False)
+        event_dropped.connect(dropped, weak=False)
     return app
 
 

@@ -19,6 +19,7 @@ from flask import Flask
 from flask_intercom_events import Event, Identity, IntercomEvents, track_event
 from flask_intercom_events.extension import state_of
 from flask_intercom_events.intake import Intake, intake_key
+from flask_intercom_events.job_records import decode_line
 from flask_intercom_events.signals import event_enqueued, event_tracked
 from flask_intercom_events.spool import Spool
 
@@ -67,7 +68,7 @@ def build_app(tmp_path: Path, redis_url: str, **config: Any) -> Flask:
 def intake(url: str) -> list[dict[str, Any]]:
     client = redis.Redis.from_url(url)
     try:
-        return [json.loads(item) for item in client.lrange(KEY, 0, -1)]
+        return [decode_line(item)[1] for item in client.lrange(KEY, 0, -1)]
     finally:
         client.close()
 
@@ -276,7 +277,7 @@ def test_flapping_redis_under_concurrent_pushes_loses_nothing(
 
     def write(w: int) -> None:
         for i in range(per_writer):
-            intake.push([{"w": w, "i": i}])
+            intake.push([json.dumps({"w": w, "i": i})])
 
     threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
     try:
@@ -387,13 +388,14 @@ def test_a_process_forked_during_an_outage_recovers_on_its_own(
 ) -> None:
     intake_ = Intake(own_redis.url, "forked", 0.2, Spool(tmp_path / "parent-spool"))
     own_redis.stop()
-    assert intake_.push([{"who": "parent"}]) is False  # down, spooled, recovery watching
+    # down, spooled, recovery watching
+    assert intake_.push([json.dumps({"who": "parent"})]) is False
     pid = os.fork()
     if pid == 0:  # the child, e.g. a gunicorn worker forked from a --preload master
         code = 1
         try:
             intake_.spool = Spool(tmp_path / "child-spool")  # only the child can drain it
-            intake_.push([{"who": "child"}])
+            intake_.push([json.dumps({"who": "child"})])
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
                 if not intake_.spool.files() and not intake_.down:

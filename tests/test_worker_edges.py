@@ -1,0 +1,151 @@
+"""The worker at the edges: absurd rate-limit headers, and Redis down when it starts.
+
+Real worker processes; a hostile HTTP server of the test's own on 127.0.0.1 answering like
+a broken upstream; a real Redis stopped and started.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from flask_intercom_events.sandbox import Sandbox
+
+from .redis_server import RedisServer
+from .workers import Deployment, make_deployments
+
+Make = Callable[..., Deployment]
+
+
+@pytest.fixture
+def deployments(tmp_path: Path) -> Iterator[Make]:
+    yield from make_deployments(tmp_path)
+
+
+class HostileIntercom:
+    """Accepts every event (202), with the rate-limit headers (and status) it is given."""
+
+    def __init__(self, status: int, headers: dict[str, str]) -> None:
+        received: list[dict[str, object]] = []
+        self.received = received
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                answer = status
+                if status == 429 and len(received) % 2 == 0:
+                    received.append({"throttled": True})
+                else:
+                    received.append(json.loads(body))
+                    answer = 202
+                payload = (
+                    b'{"type":"error.list","errors":[{"code":"rate_limit_exceeded",'
+                    b'"message":"slow down"}]}'
+                    if answer == 429
+                    else b""
+                )
+                self.send_response(answer)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def events(self) -> list[dict[str, object]]:
+        return [item for item in self.received if "event_name" in item]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "problem"),
+    [
+        # A reset years ahead with nothing remaining: trusted, it would stop delivery for years.
+        (
+            202,
+            {
+                "X-RateLimit-Limit": "10",
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset": "99999999999",
+            },
+            "X-RateLimit-Reset",
+        ),
+        # A millisecond reset.
+        (
+            202,
+            {
+                "X-RateLimit-Limit": "10",
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset": "1796118000000",
+            },
+            "X-RateLimit-Reset",
+        ),
+        # A limit of 0: no call would ever be allowed.
+        (
+            202,
+            {"X-RateLimit-Limit": "0", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1"},
+            "X-RateLimit-Limit",
+        ),
+        # A 429 asking to come back in three years.
+        (429, {"Retry-After": "99999999"}, "Retry-After"),
+    ],
+)
+def test_one_absurd_header_never_freezes_delivery(
+    redis_url: str,
+    deployments: Make,
+    status: int,
+    headers: dict[str, str],
+    problem: str,
+) -> None:
+    upstream = HostileIntercom(status, headers)
+    try:
+        setup = deployments(redis_url, upstream.url)
+        setup.track(20)
+        worker = setup.start_worker("--concurrency", "2")
+        setup.wait_until(setup.settled, 60, "every event delivered despite the header")
+        assert worker.stop() == 0
+        assert len(upstream.events()) == 20
+        log = worker.log()
+        warning = "Ignoring an out-of-bounds rate-limit header from Intercom: " + problem
+        assert log.count(warning) == 1  # said once, not once per response
+        assert "WARNING" in log
+    finally:
+        upstream.close()
+
+
+def test_the_worker_starts_while_redis_is_down_and_delivers_once_it_answers(
+    own_redis: RedisServer, emulator: Sandbox, deployments: Make
+) -> None:
+    setup = deployments(own_redis.url, emulator.url)
+    own_redis.stop()
+    worker = setup.start_worker("--concurrency", "2")
+    setup.wait_until(
+        lambda: "does not answer" in worker.log(), 30, "the worker to say Redis is down"
+    )
+    assert worker.running()
+    own_redis.start()
+    setup.track(10)
+    setup.wait_until(lambda: len(emulator.events) == 10, 60, "every event delivered")
+    assert worker.stop() == 0
+    log = worker.log()
+    assert log.count("does not answer") == 1
+    assert "Traceback" not in log
+    assert "Redis answers again" in log
