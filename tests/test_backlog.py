@@ -44,7 +44,7 @@ def budget(connection: redis.Redis) -> RateBudget:
 
 def fail(store: DeliveryStore, budget: RateBudget, reasons: list[str]) -> None:
     """Track one event per reason and fail it with that reason."""
-    start = store.connection.llen(store.queue.key)
+    start = int(store.connection.hget(store.keys.stats, "collected") or 0)  # ids never reused
     store.connection.rpush(
         store.keys.intake,
         *(
@@ -173,3 +173,17 @@ def test_rqs_own_cleanup_fails_an_abandoned_event_visibly(
 )
 def test_reason_matches(reason: str, wanted: str, matches: bool) -> None:
     assert reason_matches(reason, wanted) is matches
+
+
+@pytest.mark.parametrize("wanted", [None, "404"])
+def test_requeue_failed_takes_every_batch(
+    store: DeliveryStore, budget: RateBudget, wanted: str | None
+) -> None:
+    """More failures than one batch (500): each requeued batch leaves the registry while it
+    is read, and none of the next is skipped."""
+    plenty = RateBudget(store.connection, "plenty", allowance=10_000, window=60)
+    for _ in range(30):
+        fail(store, plenty, ["404 not_found"] * 40 + ["400 bad"])
+    assert requeue_failed(store, wanted) == (1230 if wanted is None else 1200)
+    assert store.queue.count == (1230 if wanted is None else 1200)
+    assert reasons(store) == ({} if wanted is None else {"400 bad": 30})
