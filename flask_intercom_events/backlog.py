@@ -214,7 +214,13 @@ def _listed(claimed: ClaimedJob, reason: str, score: float) -> FailedEvent:
         created_at=created if isinstance(created, int) else None,
         reason=reason,
         attempts=int(attempts.get("total", 0)) if isinstance(attempts, dict) else 0,
-        last_error=str(claimed.meta.get("last_error") or (claimed.problem or "")),
+        last_error=str(
+            claimed.meta.get("last_error")
+            # RQ's exc_info as read from the record (job.exc_info would read rq:results too)
+            or getattr(claimed.job, "_exc_info", None)
+            or claimed.problem
+            or ""
+        ),
         at=score,
     )
 

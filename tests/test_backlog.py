@@ -187,3 +187,22 @@ def test_requeue_failed_takes_every_batch(
     assert requeue_failed(store, wanted) == (1230 if wanted is None else 1200)
     assert store.queue.count == (1230 if wanted is None else 1200)
     assert reasons(store) == ({} if wanted is None else {"400 bad": 30})
+
+
+def test_the_last_error_falls_back_to_the_jobs_exc_info(
+    store: DeliveryStore, budget: RateBudget
+) -> None:
+    """A failed job whose ``meta`` leaves the description to RQ's ``exc_info`` (as a compact
+    record would) still lists its last error."""
+    store.connection.rpush(
+        store.keys.intake,
+        encode_line("e-x", {"event_name": "ran", "created_at": 1_700_000_000, "user_id": "1"}),
+    )
+    store.collect(WORKER, 10, None)
+    [job] = store.claim(WORKER, 1, budget, 60, probe_every=30).jobs
+    store.settle(
+        WORKER,
+        failures=[Failure(job, "400 bad", "HTTP 400 bad: no", {"failure": {"reason": "400 bad"}})],
+    )
+    [listed] = failed_events(store)
+    assert listed.last_error == "HTTP 400 bad: no"
