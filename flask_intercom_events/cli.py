@@ -12,12 +12,13 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from .cli_failures import DURATION, failed, purge_failed_command, requeue_failed_command
+from .client import IntercomClient
 from .config import Settings
 from .errors import ConfigurationError, IntercomAPIError, IntercomEventsError
 from .events import Event, Identity
 from .metrics import make_registry, render, serve
 from .sandbox.cli import main as sandbox_main
-from .state import make_client, state_of
+from .state import state_of
 from .status_report import (
     Snapshot,
     connect_reader,
@@ -291,7 +292,7 @@ def send(
             metadata=metadata,  # type: ignore[arg-type]  # checked by Event
             created_at=created_at,
         )
-        client = make_client(settings)
+        client = IntercomClient.from_settings(settings)
     except IntercomEventsError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"POST {settings.api_base_url}/events {json.dumps(event.to_payload())}")
@@ -337,7 +338,7 @@ def list_events(
 
     settings = state_of(current_app).settings
     try:
-        with make_client(settings) as client:
+        with IntercomClient.from_settings(settings) as client:
             found = client.list_events(
                 user_id=user_id,
                 email=email,

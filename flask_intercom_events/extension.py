@@ -12,6 +12,7 @@ from blinker import Signal
 from flask import Flask, Response, current_app, has_app_context, has_request_context, request
 
 from .cli import intercom_cli
+from .client import IntercomClient
 from .config import Settings
 from .errors import ConfigurationError, IntercomAPIError, IntercomEventsError, InvalidEventError
 from .events import Event, Identity, MetadataInput
@@ -20,7 +21,7 @@ from .intake import Intake
 from .lines import encode_line
 from .signals import event_delivered, event_dropped, event_enqueued, event_failed, event_tracked
 from .spool import Spool
-from .state import EXTENSION_KEY, AppState, make_client, state_of
+from .state import EXTENSION_KEY, AppState, state_of
 
 __all__ = ["BeforeSend", "IntercomEvents", "state_of"]
 
@@ -90,7 +91,7 @@ class IntercomEvents:
                 Spool(settings.spool_dir),
             )
         elif settings.delivery == "eager":
-            client = make_client(settings)
+            client = IntercomClient.from_settings(settings)
         app.extensions[EXTENSION_KEY] = AppState(
             extension=self,
             settings=settings,

@@ -17,12 +17,13 @@ from typing import Any
 
 from flask import current_app, has_app_context
 
+from .client import IntercomClient
 from .config import Settings
 from .errors import ConfigurationError
 from .events import Event
 from .job_records import DELIVER
 from .signals import event_delivered
-from .state import make_client, state_of
+from .state import state_of
 
 __all__ = ["DELIVER", "client_for", "deliver"]
 
@@ -85,7 +86,7 @@ class _ProcessClients:
             with self._lock:
                 client = self._clients.get(settings)
                 if client is None:
-                    client = make_client(settings, pool_size=pool_size)
+                    client = IntercomClient.from_settings(settings, pool_size=pool_size)
                     self._clients[settings] = client
         return client
 

@@ -1,7 +1,6 @@
 """What the worker does with each attempt's outcome (the post-process step of its loop).
 
-:func:`send_one` runs in a sender thread: one event, one attempt (two calls more when it
-creates a missing contact first). :class:`Settler` runs in the worker's main thread: for a
+:class:`Settler` runs in the worker's main thread (the attempts are ``sending.py``'s): for a
 batch of outcomes it asks the pure :func:`~flask_intercom_events.retry.settle` what becomes of
 each failed one, records everything in one transaction, corrects the shared rate budget with
 the headers it can trust, pauses or resumes delivery when Intercom refuses or accepts the
@@ -23,62 +22,18 @@ from .config import Settings
 from .errors import IntercomAPIError, RateLimitedError, RateLimitInfo
 from .events import Event
 from .job_records import ClaimedJob
-from .jobs import deliver
 from .logs import FailureLog
 from .presence import Presence
 from .ratelimit import RateBudget, Trusted, trusted
 from .retry import Action, Attempts, RetryPolicy, Settlement, is_event_name_limit
 from .retry import settle as decide_settlement
+from .sending import Outcome
 from .signals import event_dropped, event_failed
 from .store import DeliveryStore, Failure, Retry
 
-__all__ = [
-    "DeliveryObserver",
-    "DeliveryRate",
-    "JobUnreadableError",
-    "Outcome",
-    "Settler",
-    "send_one",
-]
+__all__ = ["DeliveryObserver", "DeliveryRate", "Settler"]
 
 log = logging.getLogger("flask_intercom_events.worker")
-
-
-class JobUnreadableError(ValueError):
-    """A claimed job cannot be delivered as stored (another tool changed it, or it is not a
-    delivery job): it fails with ``reason``, never blamed on Intercom."""
-
-    def __init__(self, message: str, *, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-@dataclass
-class Outcome:
-    """What one attempt gave: ``result`` (what :func:`deliver` returned) or ``error``, and
-    the seconds it took (``elapsed``; 0 if nothing was sent)."""
-
-    job: ClaimedJob
-    result: dict[str, Any] | None = None
-    error: Exception | None = None
-    elapsed: float = 0.0
-
-
-def send_one(app: Flask, settings: Settings, job: ClaimedJob) -> Outcome:
-    """Deliver one claimed job (in a sender thread, in an app context); never raises."""
-    started = time.perf_counter()
-    try:
-        if job.problem is not None or job.payload is None:
-            raise JobUnreadableError(
-                f"job {job.id}: {job.problem or 'no event in it'}", reason=job.problem_reason
-            )
-        with app.app_context():
-            result = deliver(job.payload, uuid=job.id)
-        return Outcome(job, result=result, elapsed=time.perf_counter() - started)
-    except JobUnreadableError as exc:
-        return Outcome(job, error=exc)
-    except Exception as exc:
-        return Outcome(job, error=exc, elapsed=time.perf_counter() - started)
 
 
 class DeliveryObserver:
@@ -175,6 +130,10 @@ class Settler:
             retries=plan.retries,
             failures=[failure for failure, _ in plan.failures],
         )
+        extra = sum(outcome.extra_calls for outcome in outcomes)
+        if extra:
+            # Creating a contact spends from the same budget as events: charge it.
+            worker.budget.take(extra)
         refused = {job.id for job, _ in plan.refused}
         for outcome in outcomes:
             if outcome.job.id not in refused:
@@ -229,6 +188,7 @@ class Settler:
             retry_after=seen.retry_after,
             reset_in=seen.reset_in,
             window_spent=seen.info.remaining == 0,
+            contact_created=outcome.contact in ("created", "exists"),
         )
         if settlement.block_for is not None:
             plan.block_for = max(plan.block_for or 0.0, settlement.block_for)
@@ -241,6 +201,8 @@ class Settler:
             "attempts": settlement.attempts.to_meta(),
             "last_error": _describe(error),
         }
+        if outcome.contact is not None:
+            meta["contact"] = outcome.contact
         if settlement.action is Action.RETRY:
             meta["retry"] = {"reason": settlement.reason, "at": now + settlement.delay}
             log.info(

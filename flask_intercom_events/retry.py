@@ -269,27 +269,33 @@ def decide(
     elif verdict is Verdict.CONTACT_MISSING and attempts.after_contact:
         # The worker created the contact: Intercom's search catches up within seconds.
         if attempts.after_contact > len(policy.created_contact_delays):
-            tries = attempts.after_contact
+            tries = _times(attempts.after_contact, "try", "tries")
             return Decision(
-                False, reason=f"the contact was created but still not found after {tries} tries"
+                False, reason=f"the contact was created but still not found after {tries}"
             )
         delay = max(policy.created_contact_delays[attempts.after_contact - 1], floor)
     elif verdict is Verdict.CONTACT_MISSING:
         if attempts.not_found > len(policy.not_found_delays):
-            tries = attempts.not_found
-            return Decision(False, reason=f"the contact was still not found after {tries} tries")
+            tries = _times(attempts.not_found, "try", "tries")
+            return Decision(False, reason=f"the contact was still not found after {tries}")
         delay = max(policy.not_found_delays[attempts.not_found - 1], floor)
     else:
         delay = max(backoff(attempts.total - attempts.throttled, policy, draw), floor)
     if verdict is not Verdict.THROTTLED and attempts.total - attempts.throttled >= (
         policy.max_attempts
     ):
-        return Decision(False, reason=f"gave up after {attempts.total} attempts")
+        return Decision(
+            False, reason=f"gave up after {_times(attempts.total, 'attempt', 'attempts')}"
+        )
     first = attempts.first_at if attempts.first_at is not None else now
     if now + delay - first > policy.max_retry_time:
         spent = round(now - first)
         return Decision(False, reason=f"gave up after {spent} s of retries (max_retry_time)")
     return Decision(True, delay=delay, reason=f"retry in {delay:.1f} s")
+
+
+def _times(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
 
 
 class Action(enum.Enum):

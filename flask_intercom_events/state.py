@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 
-from .client import IntercomClient
 from .config import Settings
 from .errors import ConfigurationError
 
@@ -21,7 +20,7 @@ if TYPE_CHECKING:  # for the type checker only: at run time this module imports 
     from .extension import IntercomEvents
     from .intake import Intake
 
-__all__ = ["EXTENSION_KEY", "AppState", "make_client", "state_of"]
+__all__ = ["EXTENSION_KEY", "AppState", "state_of"]
 
 #: The key of the extension's state in ``app.extensions``.
 EXTENSION_KEY = "intercom_events"
@@ -56,21 +55,3 @@ def state_of(app: Flask) -> AppState:
             "intercom.init_app(app) (or IntercomEvents(app)) in your app factory"
         ) from None
     return state
-
-
-def make_client(settings: Settings, *, pool_size: int | None = None) -> IntercomClient:
-    """A new Intercom client for these settings (the caller closes it).
-
-    ``pool_size``: connections kept open, at least the requests in flight at once (the
-    worker's concurrency); the client's default when ``None``.
-    """
-    if settings.access_token is None:
-        raise ConfigurationError("INTERCOM_ACCESS_TOKEN is required to talk to Intercom")
-    extra: dict[str, Any] = {} if pool_size is None else {"pool_size": pool_size}
-    return IntercomClient(
-        settings.access_token,
-        base_url=settings.api_base_url,
-        api_version=settings.api_version,
-        timeout=settings.api_timeout,
-        **extra,
-    )

@@ -43,7 +43,7 @@ from .errors import ConfigurationError
 from .job_records import ClaimedJob
 from .jobs import client_for
 from .logs import FailureLog
-from .outcomes import DeliveryObserver, Outcome, Settler, send_one
+from .outcomes import DeliveryObserver, Settler
 from .presence import Presence
 from .process import (
     connect_worker_redis,
@@ -54,6 +54,7 @@ from .process import (
 )
 from .ratelimit import RateBudget
 from .retry import RetryPolicy
+from .sending import Outcome, send_one
 from .state import state_of
 from .store import Claim, DeliveryStore, SameSecond
 
@@ -135,7 +136,6 @@ class DeliveryWorker:
         self._done: list[Outcome] = []
         self._threads: list[threading.Thread] = []
         self._stopping = 0
-        self._registered = False
         self._redis_down_since: float | None = None
         self._machine = machine_id()
         self._started_at = time.time()
@@ -319,9 +319,9 @@ class DeliveryWorker:
         }
 
     def _housekeeping(self) -> None:
-        if not self._registered:
-            self.store.register(self.name)
-            self._registered = True
+        # Every beat (one idempotent SADD): after a Redis restart that lost its data, what this
+        # worker holds from then on must still be counted and, should it die, reclaimed.
+        self.store.register(self.name)
         self.presence.beat(busy=bool(self.held), details=self.details())
         self.store.heartbeat(self.name, self.held.values(), self.lease)
         others = [name for name in self.store.worker_names() if name != self.name]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import pickle
@@ -10,13 +11,16 @@ import time
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
+import flask_intercom_events
 from flask_intercom_events.client import (
     AU_BASE_URL,
+    DEFAULT_POOL_SIZE,
     DEFAULT_TIMEOUT,
     EU_BASE_URL,
     US_BASE_URL,
@@ -41,8 +45,10 @@ from flask_intercom_events.errors import (
     UnprocessableEntityError,
 )
 from flask_intercom_events.events import Event, Identity, Money
+from flask_intercom_events.extension import state_of
 from flask_intercom_events.sandbox import Sandbox
 
+from .apps import make_app
 from .clocks import pin_mid_window
 
 TOKEN = "dG9rOnNlY3JldC10b2tlbi1mb3ItdGVzdHM="
@@ -137,6 +143,8 @@ def test_client_cannot_be_pickled() -> None:
         (DEFAULT_TIMEOUT, (3.05, 10.0)),
         ((1, 2), (1.0, 2.0)),
         (0.5, (0.5, 0.5)),
+        ([2, 4], (2.0, 4.0)),
+        (120, (120.0, 120.0)),
     ],
 )
 def test_timeout_accepted(timeout: Any, expected: tuple[float, float]) -> None:
@@ -150,14 +158,15 @@ def test_default_timeout_is_short() -> None:
 
 
 @pytest.mark.parametrize(
-    "timeout", [None, 0, -1, (1, None), (None, 1), (0, 5), float("inf"), (1, 2, 3), "10", True]
+    "timeout",
+    [None, 0, -1, (1, None), (None, 1), (0, 5), float("inf"), (1, 2, 3), "10", True, 121, 1e308],
 )
 def test_timeout_refused(timeout: Any) -> None:
     with pytest.raises(ConfigurationError, match="timeout"):
         IntercomClient(TOKEN, timeout=timeout)
 
 
-@pytest.mark.parametrize("version", ["", "2 11", "2.11\n", None, 2.11])
+@pytest.mark.parametrize("version", ["", "2 11", "2.11\n", None, 2.11, "2.17", "latest"])
 def test_api_version_refused(version: Any) -> None:
     with pytest.raises(ConfigurationError, match="INTERCOM_API_VERSION"):
         IntercomClient(TOKEN, api_version=version)
@@ -188,6 +197,53 @@ def test_injected_session_is_used_and_left_open() -> None:
 def test_session_must_be_a_requests_session() -> None:
     with pytest.raises(ConfigurationError, match=r"requests\.Session"):
         IntercomClient(TOKEN, session=object())  # type: ignore[arg-type]
+
+
+def test_from_settings_takes_the_apps_configuration(tmp_path: Path) -> None:
+    app = make_app(
+        tmp_path,
+        INTERCOM_ACCESS_TOKEN=TOKEN,
+        INTERCOM_API_BASE_URL=EU_BASE_URL,
+        INTERCOM_API_VERSION="2.10",
+        INTERCOM_API_TIMEOUT=[2, 4],
+    )
+    with IntercomClient.from_settings(state_of(app).settings, pool_size=5) as client:
+        assert (client.base_url, client.api_version, client.timeout) == (
+            EU_BASE_URL,
+            "2.10",
+            (2.0, 4.0),
+        )
+        adapter: Any = client.session.get_adapter(EU_BASE_URL)
+        assert adapter.poolmanager.connection_pool_kw["maxsize"] == 5
+    with IntercomClient.from_settings(state_of(app).settings) as client:
+        adapter = client.session.get_adapter(EU_BASE_URL)
+        assert adapter.poolmanager.connection_pool_kw["maxsize"] == DEFAULT_POOL_SIZE
+
+
+def test_from_settings_without_a_token_says_which_key(tmp_path: Path) -> None:
+    app = make_app(tmp_path, INTERCOM_ACCESS_TOKEN=None)
+    with pytest.raises(ConfigurationError, match="INTERCOM_ACCESS_TOKEN is not set"):
+        IntercomClient.from_settings(state_of(app).settings)
+
+
+def test_only_the_wire_modules_import_requests() -> None:
+    # config.py is pure; only transport.py (and client.py, for type hints) name requests.
+    package = Path(flask_intercom_events.__file__).parent
+    importers = set()
+    for module in package.glob("*.py"):
+        tree = ast.parse(module.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                node.body = []
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            if any(name.split(".")[0] in ("requests", "urllib3") for name in names):
+                importers.add(module.name)
+    assert importers == {"transport.py"}
 
 
 # --- arguments refused before any request ----------------------------------------------------

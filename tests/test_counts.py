@@ -191,3 +191,79 @@ def test_the_same_action_twice_in_one_second_counts_twice(
     setup.wait_until(setup.settled, 30, "every event settled")
     assert worker.stop() == 0
     assert stored(emulator) == [second, second + 1]
+
+
+def test_a_brand_new_users_first_event_creates_the_contact_and_arrives(
+    redis_url: str, emulator: Sandbox, deployments: Make
+) -> None:
+    """INTERCOM_EVENTS_CREATE_CONTACTS: the 404 of a user who signed up a moment ago makes
+    the worker create the contact (POST /contacts), then send the event again at once."""
+    emulator.configure(require_contacts=True)
+    setup = deployments(redis_url, emulator.url, INTERCOM_EVENTS_CREATE_CONTACTS=True)
+    with setup.app.app_context():
+        setup.intercom.track("signed-up", user_id="new-1", email="new@example.com")
+    worker = setup.start_worker("--concurrency", "1")
+    setup.wait_until(lambda: len(emulator.events) == 1, 30, "the first event delivered")
+    setup.wait_until(setup.settled, 30, "every event settled")
+    assert worker.stop() == 0
+    [contact] = [c for c in emulator.contacts if c.user_id == "new-1"]
+    assert (contact.email, contact.role) == ("new@example.com", "user")
+    assert [e.user_id for e in emulator.events] == ["new-1"]
+    # One 404, one POST /contacts, one 202: no wait of the 60-s not-found schedule.
+    assert [r.status for r in emulator.requests] == [404, 200, 202]
+    assert setup.status().counters.get("retried", 0) == 0
+
+
+def test_a_contact_intercom_cannot_find_yet_is_retried_shortly(
+    redis_url: str, emulator: Sandbox, deployments: Make
+) -> None:
+    """Intercom's search is eventually consistent: just created (or "already exists", 409),
+    the contact may not be found for a moment. The event is retried within seconds, not on
+    the 60 s / 300 s / 900 s schedule of a contact nobody created."""
+    emulator.configure(require_contacts=True, contact_visibility_delay=1.0)
+    setup = deployments(redis_url, emulator.url, INTERCOM_EVENTS_CREATE_CONTACTS=True)
+    with setup.app.app_context():
+        setup.intercom.track("signed-up", user_id="new-2")
+    worker = setup.start_worker("--concurrency", "1")
+    setup.wait_until(lambda: len(emulator.events) == 1, 30, "the event delivered")
+    setup.wait_until(setup.settled, 30, "every event settled")
+    assert worker.stop() == 0
+    statuses = [r.status for r in emulator.requests]
+    assert statuses[:3] == [404, 200, 404]  # created, not visible yet
+    assert statuses[-1] == 202
+    assert "retry in 2.0 s" in worker.log()  # the first of the short waits, not 60 s
+
+
+def test_a_409_means_the_contact_exists_and_the_event_is_retried_shortly(
+    redis_url: str, emulator: Sandbox, deployments: Make
+) -> None:
+    emulator.configure(require_contacts=True)
+    emulator.script("409@/contacts")
+    setup = deployments(redis_url, emulator.url, INTERCOM_EVENTS_CREATE_CONTACTS=True)
+    with setup.app.app_context():
+        setup.intercom.track("signed-up", user_id="new-3")
+    worker = setup.start_worker("--concurrency", "1")
+    assert emulator.wait_for(lambda: emulator.stats.by_status.get(409, 0) == 1, 30)
+    emulator.add_contact(user_id="new-3")  # Intercom's search catches up
+    setup.wait_until(lambda: len(emulator.events) == 1, 30, "the event delivered")
+    assert worker.stop() == 0
+    assert sum(1 for r in emulator.requests if r.target.startswith("/contacts")) == 1
+
+
+def test_events_of_a_lead_never_create_contacts(
+    redis_url: str, emulator: Sandbox, deployments: Make
+) -> None:
+    emulator.configure(require_contacts=True)
+    setup = deployments(
+        redis_url,
+        emulator.url,
+        INTERCOM_EVENTS_CREATE_CONTACTS=True,
+        INTERCOM_EVENTS_NOT_FOUND_RETRIES=[],
+    )
+    with setup.app.app_context():
+        setup.intercom.track("visited-pricing", id="5f1b2c3d4e5f6a7b8c9d0e1f")
+    worker = setup.start_worker("--concurrency", "1")
+    setup.wait_until(setup.settled, 30, "every event settled")
+    assert worker.stop() == 0
+    assert setup.status().failed_by_reason == {"404 not_found": 1}
+    assert [r.status for r in emulator.requests] == [404]

@@ -188,7 +188,10 @@ def test_drill_c_redis_restarted_mid_run(
     worker = setup.start_worker("--concurrency", "8")
     setup.wait_until(lambda: emulator.stats.events >= 50, 30, "deliveries under way")
     own_redis.stop()
-    time.sleep(1.0)  # the worker keeps answers in memory meanwhile
+    # Down until the worker has noticed (it keeps its answers in memory meanwhile).
+    setup.wait_until(
+        lambda: "does not answer" in worker.log(), 30, "the worker to notice Redis is down"
+    )
     own_redis.start()
     setup.track(100)  # the app tracks on once Redis is back
     setup.wait_until(setup.settled, 60, "every event settled")

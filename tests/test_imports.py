@@ -22,6 +22,7 @@ DELIVERY_SIDE = (
     "job_records",
     "worker",
     "outcomes",
+    "sending",
     "presence",
     "store",
     "collecting",
@@ -33,6 +34,10 @@ DELIVERY_SIDE = (
     "ratelimit",
     "retry",
     "client",
+    "transport",
+    "responses",
+    "arguments",
+    "deadlines",
 )
 #: The request path, which the delivery side must not import.
 REQUEST_PATH = ("extension", "decorators", "identity", "testing", "pytest_plugin")

@@ -439,3 +439,11 @@ def test_a_429_is_not_counted_against_max_attempts() -> None:
     )
     assert found.action is Action.RETRY
     assert found.attempts.throttled == 5
+
+
+def test_the_reasons_count_in_words() -> None:
+    one = RetryPolicy(max_attempts=1, not_found_delays=())
+    missing = decide(Verdict.CONTACT_MISSING, Attempts(total=1, not_found=1), one, now=0, draw=0)
+    assert missing.reason == "the contact was still not found after 1 try"
+    failing = decide(T, Attempts(total=1), one, now=0, draw=0)
+    assert failing.reason == "gave up after 1 attempt"

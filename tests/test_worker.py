@@ -17,7 +17,8 @@ from rq import Worker as RQWorker
 from rq.serializers import JSONSerializer
 
 from flask_intercom_events import IntercomEvents
-from flask_intercom_events.ratelimit import budget_key
+from flask_intercom_events.errors import RateLimitInfo
+from flask_intercom_events.ratelimit import RateBudget, budget_key
 from flask_intercom_events.sandbox import Sandbox
 
 from .workers import QUEUE, TOKEN, Deployment, make_deployments
@@ -207,16 +208,14 @@ def test_status_and_requeue_failed(
     emulator.configure(require_contacts=True)
     setup = deployments(redis_url, emulator.url, INTERCOM_EVENTS_NOT_FOUND_RETRIES=[])
     setup.track(3, prefix="nobody")
-    # The rate window shown must still be the one the 3 calls were made in: start them at
-    # the beginning of one of the emulator's 10-s windows (aligned to Unix time).
-    left = 10 - time.time() % 10
-    if left < 7:
-        time.sleep(left + 0.05)
-    window = int(time.time() // 10)
     worker = setup.start_worker("--concurrency", "2")
     setup.wait_until(lambda: setup.status().failed == 3, 20, "3 failures")
     worker.stop()
     setup.track(2, prefix="later")  # waiting on the intake: queued too
+    # Intercom says 666 of its 1,666 calls are spent in a window ending in 300 s: the budget
+    # follows it, and status shows it (whatever the clock, the window cannot refill meanwhile).
+    budget = RateBudget(setup.connection, TOKEN, allowance=1666, window=10)
+    budget.observe(RateLimitInfo(limit=1666, remaining=1000, reset=0), reset_in=300.0)
     app = Flask("ops", instance_path=str(tmp_path / "ops"))
     app.config.update(setup.config, INTERCOM_EVENTS_DELIVERY="rq")
     IntercomEvents(app)
@@ -227,8 +226,8 @@ def test_status_and_requeue_failed(
     assert report["failed_by_reason"] == {"404 not_found": 3}
     assert report["spooled"] == 0
     assert report["rate_window"]["allowance"] == 1666
-    if int(time.time() // 10) == window:  # else the window refilled: nothing to compare
-        assert report["rate_window"]["used"] >= 3
+    assert report["rate_window"]["used"] == 666
+    assert 290 < report["rate_window"]["resets_in"] <= 300
     text = cli(app, "status").output
     assert "queued             2" in text
     assert "3  404 not_found" in text
