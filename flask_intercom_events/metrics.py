@@ -17,7 +17,7 @@ collector.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigurationError
@@ -228,8 +228,3 @@ def serve(registry: Any, port: int, host: str = "0.0.0.0") -> tuple[str, int]:
     bound = int(server.server_port)
     log.info("Serving Prometheus metrics on http://%s:%d/metrics", host, bound)
     return host, bound
-
-
-def metric_names(registry: Any) -> Iterable[str]:
-    """The names of the metric families in ``registry`` (for tests and docs)."""
-    return [family.name for family in registry.collect()]

@@ -108,7 +108,8 @@ def test_status_shows_the_oldest_age_the_drain_rate_the_eta_and_each_workers_loa
     def busy() -> bool:
         found = status_json(app)
         workers = found["workers"]
-        return bool(workers) and workers[0]["in_flight"] == 4 and found["drain_rate"] > 0
+        # A worker is listed from its registration on; its details come with its heartbeat.
+        return bool(workers) and workers[0].get("in_flight") == 4 and found["drain_rate"] > 0
 
     setup.wait_until(busy, 30, "the worker busy and delivering")
     report = status_json(app)
