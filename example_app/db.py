@@ -1,49 +1,34 @@
-"""SQLite storage (stdlib ``sqlite3``): one connection per request, as in Flask's tutorial."""
+"""The database: Flask-SQLAlchemy over SQLite, by default in the app's instance folder.
+
+``DATABASE`` is the SQLite file (``SQLALCHEMY_DATABASE_URI`` is made from it unless set).
+The tables are created when the app starts, so the example runs with no set-up step.
+"""
 
 from __future__ import annotations
 
 import os
-import sqlite3
 
-from flask import Flask, current_app, g
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS user (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    email TEXT UNIQUE NOT NULL,
-    password_hash TEXT NOT NULL,
-    plan TEXT NOT NULL DEFAULT 'free'
-);
-CREATE TABLE IF NOT EXISTS schedule (
-    user_id INTEGER NOT NULL REFERENCES user (id),
-    report TEXT NOT NULL,
-    next_run TEXT NOT NULL,
-    PRIMARY KEY (user_id, report)
-);
-"""
+from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.orm import DeclarativeBase
 
 
-def get_db() -> sqlite3.Connection:
-    """This request's connection to ``DATABASE``, made (with the tables) on first use."""
-    if "db" not in g:
-        path = current_app.config["DATABASE"]
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)  # the instance folder, at first
-        g.db = sqlite3.connect(path)
-        g.db.row_factory = sqlite3.Row
-        # Creating the tables here, not in a separate "init-db" step, keeps the example
-        # runnable with no set-up: every statement is idempotent.
-        g.db.executescript(SCHEMA)
-    connection: sqlite3.Connection = g.db
-    return connection
+class Base(DeclarativeBase):
+    """The models' base class (``users.py``, ``reports.py``)."""
 
 
-def close_db(exc: BaseException | None = None) -> None:
-    """Close this request's connection, if it made one."""
-    connection = g.pop("db", None)
-    if connection is not None:
-        connection.close()
+#: The app's database; ``db.session`` is the session of the current request (or app context),
+#: closed by Flask-SQLAlchemy when it ends.
+db = SQLAlchemy(model_class=Base)
 
 
-def init_app(app: Flask) -> None:
-    """Close the connection at the end of every request (and app context)."""
-    app.teardown_appcontext(close_db)
+def init_db(app: Flask) -> None:
+    """Bind ``db`` to ``app`` and create the tables that are missing."""
+    path = app.config["DATABASE"]
+    app.config.setdefault("SQLALCHEMY_DATABASE_URI", f"sqlite:///{os.path.abspath(path)}")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)  # the instance folder
+    db.init_app(app)
+    # The models (users.py, reports.py) are defined by now: create_app imports the views,
+    # which import them, before it calls this.
+    with app.app_context():
+        db.create_all()

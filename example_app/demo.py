@@ -15,12 +15,13 @@ from typing import Any
 
 import requests
 
-from .runner import ROOT
+from .runner import LEAD_ID, ROOT
 
 EMAIL = "ada@example.com"
 PASSWORD = "correct-horse-battery"
-#: The Intercom contact id a Lead's link would carry (Leads have no user_id).
-LEAD_ID = "6650f1c2a1b2c3d4e5f60718"
+#: A card that pays, and the one that is always declined (``users.DECLINED_CARD``).
+GOOD_CARD = "4242 4242 4242 4242"
+DECLINED_CARD = "4000 0000 0000 0002"
 #: Seconds to wait for every event to reach the emulator.
 DELIVERY_TIMEOUT = 30.0
 
@@ -28,7 +29,8 @@ DELIVERY_TIMEOUT = 30.0
 @dataclass(frozen=True)
 class Step:
     """One request of the visit (``"POST /signup"``), its form, the status it must get, and
-    the event it must track (``None``: nothing) about ``who``: the user, or the Lead."""
+    the event it must track (``None``: nothing) about ``who``: the user, or the Lead.
+    ``drops``: an event it tracks in a transaction that rolls back, so never sent."""
 
     what: str
     request: str
@@ -36,10 +38,12 @@ class Step:
     status: int
     tracks: str | None = None
     who: str = "user"
+    drops: str | None = None
 
 
 def script() -> list[Step]:
-    """The visit: every way of tracking in the app, and three forms that fail."""
+    """The visit: every way of tracking in the app, and four forms that fail (one of them
+    after tracking its event in a transaction that then rolls back)."""
     tomorrow = {"next_run": (datetime.now(timezone.utc).date() + timedelta(days=1)).isoformat()}
     account = {"email": EMAIL, "password": PASSWORD}
     wrong = {"email": EMAIL, "password": "not-the-password"}
@@ -50,7 +54,20 @@ def script() -> list[Step]:
         Step("sign up again (email taken)", "POST /signup", account, 409),
         Step("log in (wrong password)", "POST /login", wrong, 401),
         Step("log in", "POST /login", account, 302, "logged-in"),
-        Step("upgrade to pro", "POST /billing/upgrade", {"plan": "pro"}, 302, "upgraded-plan"),
+        Step(
+            "upgrade to team (card declined)",
+            "POST /billing/upgrade",
+            {"plan": "team", "card": DECLINED_CARD},
+            402,
+            drops="upgraded-plan",
+        ),
+        Step(
+            "upgrade to pro",
+            "POST /billing/upgrade",
+            {"plan": "pro", "card": GOOD_CARD},
+            302,
+            "upgraded-plan",
+        ),
         Step("schedule (no such day)", f"POST {report}/schedule", {"next_run": "soon"}, 400),
         Step("schedule a report", f"POST {report}/schedule", tomorrow, 302, "scheduled-report"),
         Step("export as CSV", f"POST {report}/export", {"format": "csv"}, 200, "exported-report"),
@@ -64,9 +81,15 @@ class DemoFailed(Exception):
     """The demo did not go as scripted; the message says what differed."""
 
 
-def run_demo(web_url: str, emulator_url: str, status_env: Mapping[str, str]) -> int:
+def run_demo(
+    web_url: str,
+    emulator_url: str,
+    status_env: Mapping[str, str],
+    dropped: list[tuple[str, str]],
+) -> int:
     """Run the visit, wait for delivery, print what the emulator received; 0 when all is as
-    scripted. ``status_env``: the environment ``flask intercom status`` needs."""
+    scripted. ``status_env``: the environment ``flask intercom status`` needs; ``dropped``:
+    filled with ``(event name, reason)`` as the web app sends ``event_dropped``."""
     steps = script()
     print(f"\nA visit to {web_url}, through real HTTP:\n")
     with requests.Session() as browser:
@@ -91,23 +114,36 @@ def run_demo(web_url: str, emulator_url: str, status_env: Mapping[str, str]) -> 
     )
     print(f"\nWhat Intercom (the emulator at {emulator_url}) received:\n")
     print(table(received))
+    print("\nTracked, then dropped before leaving the app (never sent):\n")
+    print("\n".join(f"  {name:<18} {reason}" for name, reason in dropped) or "  none")
     print(
         f"\nflask intercom status: queued {status['queued']}, in flight "
         f"{status['in_flight']}, scheduled {status['scheduled']}, failed {status['failed']}"
     )
+    created = _contacts_created(emulator_url)
+    print(
+        "\nContacts the worker created (the new user's first event got 404 User Not Found, "
+        "so the worker created the contact, then delivered the event):\n"
+    )
+    print("\n".join(f"  {c}" for c in created) or "  none")
     got = Counter(_key(event) for event in received)
     missing, unexpected = expected - got, got - expected
     warnings = [w for event in received for w in event.get("warnings", [])]
-    if missing or unexpected or warnings or status["failed"]:
+    should_drop = [(step.drops, "rolled back") for step in steps if step.drops is not None]
+    if not created:
+        raise DemoFailed("the worker created no contact for the user who signed up")
+    if missing or unexpected or warnings or status["failed"] or dropped != should_drop:
         raise DemoFailed(
             "the emulator did not receive what the visit tracked: "
             f"missing {_listed(missing)}; unexpected {_listed(unexpected)}; "
-            f"warnings {warnings or 'none'}; failed {status['failed']}"
+            f"warnings {warnings or 'none'}; failed {status['failed']}; "
+            f"dropped {dropped}, expected {should_drop}"
         )
     print(
         f"\nOK: the {total} events tracked by {len(steps)} requests went through Redis and the "
         f"worker to Intercom (the emulator) within {waited:.1f} s of the last request; "
-        f"the {failed_forms} failed forms tracked nothing."
+        f"the {failed_forms} failed forms sent nothing (the declined card's upgraded-plan was "
+        "tracked in its transaction and dropped when it rolled back)."
     )
     print("How each view tracks its event: example_app/views.py (the table at its top).")
     return 0
@@ -118,8 +154,13 @@ def _visit(browser: requests.Session, web_url: str, step: Step) -> None:
     response = browser.request(
         method, web_url + path, data=step.form, allow_redirects=False, timeout=10
     )
-    tracks = f"-> {step.tracks}" if step.tracks else "-> nothing tracked"
-    print(f"  {response.status_code}  {step.request:<43}  {step.what:<27}  {tracks}")
+    if step.tracks:
+        tracks = f"-> {step.tracks}"
+    elif step.drops:
+        tracks = f"-> {step.drops}, rolled back: not sent"
+    else:
+        tracks = "-> nothing tracked"
+    print(f"  {response.status_code}  {step.request:<43}  {step.what:<32}  {tracks}")
     if response.status_code != step.status:
         raise DemoFailed(
             f"{step.request} answered {response.status_code}, not {step.status}:\n"
@@ -132,6 +173,17 @@ def _received(emulator_url: str) -> list[dict[str, Any]]:
     response.raise_for_status()
     events: list[dict[str, Any]] = response.json()["events"]
     return events
+
+
+def _contacts_created(emulator_url: str) -> list[str]:
+    """The contacts created through ``POST /contacts`` (the emulator's request log)."""
+    found = requests.get(f"{emulator_url}/_sandbox/contacts", timeout=5).json()
+    contacts = found.get("contacts", found) if isinstance(found, dict) else found
+    return [
+        f"{c.get('role', 'user')} external_id={c.get('user_id')} email={c.get('email')}"
+        for c in contacts
+        if c.get("user_id") is not None
+    ]
 
 
 def _key(event: Mapping[str, Any]) -> tuple[str, str]:

@@ -1,10 +1,13 @@
-"""The reports every user has, and their schedules (stored in SQLite)."""
+"""The reports every user has, and their schedules (stored with Flask-SQLAlchemy)."""
 
 from __future__ import annotations
 
 from datetime import date
 
-from .db import get_db
+from sqlalchemy import ForeignKey
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .db import Base, db
 
 #: Name in the URL: title on the page.
 REPORTS = {"signups": "Weekly sign-ups", "revenue": "Monthly revenue"}
@@ -13,23 +16,23 @@ EXPORT_FORMATS = ("csv", "json")
 SAMPLE_ROWS = [("2024-W01", 12), ("2024-W02", 19)]
 
 
+class Schedule(Base):
+    """When a user's report runs next."""
+
+    __tablename__ = "schedule"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id"), primary_key=True)
+    report: Mapped[str] = mapped_column(primary_key=True)
+    next_run: Mapped[date]
+
+
 def next_run(user_id: int, report: str) -> date | None:
     """When ``report`` runs next for this user, if it is scheduled."""
-    row = (
-        get_db()
-        .execute(
-            "SELECT next_run FROM schedule WHERE user_id = ? AND report = ?", (user_id, report)
-        )
-        .fetchone()
-    )
-    return date.fromisoformat(row["next_run"]) if row else None
+    schedule = db.session.get(Schedule, (user_id, report))
+    return schedule.next_run if schedule is not None else None
 
 
 def schedule_run(user_id: int, report: str, day: date) -> None:
     """Run ``report`` next on ``day`` for this user."""
-    db = get_db()
-    with db:
-        db.execute(
-            "INSERT OR REPLACE INTO schedule (user_id, report, next_run) VALUES (?, ?, ?)",
-            (user_id, report, day.isoformat()),
-        )
+    db.session.merge(Schedule(user_id=user_id, report=report, next_run=day))
+    db.session.commit()

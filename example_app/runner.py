@@ -169,12 +169,21 @@ def check_redis(url: str) -> None:
 # --- the Intercom emulator -----------------------------------------------------------------
 
 
+#: The Intercom contact id of the Lead the demo visits as (Leads have no user_id): a contact
+#: the emulator knows from the start, as Intercom would.
+LEAD_ID = "6650f1c2a1b2c3d4e5f60718"
+
+
 def start_emulator(directory: Path, token: str, running: ExitStack) -> tuple[Child, str]:
-    """``python -m flask_intercom_events.sandbox`` on a free port, accepting ``token`` and any
-    contact, answering in about 50 ms like Intercom does; stopped when ``running`` closes."""
+    """``python -m flask_intercom_events.sandbox`` on a free port, accepting ``token``,
+    answering in about 50 ms like Intercom does, and like Intercom knowing only the contacts
+    that exist (the Lead, and those created through ``POST /contacts``: a user who just
+    signed up is created by the worker, ``INTERCOM_EVENTS_CREATE_CONTACTS``); stopped when
+    ``running`` closes."""
     log = directory / "emulator.log"
     args = [sys.executable, "-m", "flask_intercom_events.sandbox", "--port", "0"]
     args += ["--token", token, "--latency", "0.05"]
+    args += ["--require-contacts", "--contact", f"id={LEAD_ID}"]
     child = Child("emulator", args, log=log)
     running.callback(child.stop)
     found: list[str] = []

@@ -1,71 +1,89 @@
-"""Users for Flask-Login: stored in SQLite, with hashed passwords."""
+"""Users for Flask-Login, stored with Flask-SQLAlchemy, with hashed passwords; and billing."""
 
 from __future__ import annotations
 
-import sqlite3
-from dataclasses import dataclass
-
 from flask_login import UserMixin
+from sqlalchemy import ForeignKey, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, mapped_column
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .db import get_db
+from .db import Base, db
 from .extensions import login_manager
 
 #: What each paid plan costs a month, in cents (Intercom's ``Money`` takes cents).
 PLAN_PRICES = {"pro": 34999, "team": 99900}
+#: The card number that is always declined (as payment providers' test cards are).
+DECLINED_CARD = "4000000000000002"
 
 
-@dataclass
-class User(UserMixin):  # type: ignore[misc]  # flask_login ships no type hints
+class User(UserMixin, Base):  # type: ignore[misc]  # flask_login ships no type hints
     """A signed-up user. Its ``email`` attribute is what the extension sends with
     ``user_id`` (``str(get_id())``), so Intercom can match either."""
 
-    id: int
-    email: str
-    plan: str
+    __tablename__ = "user"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(unique=True)
+    password_hash: Mapped[str]
+    plan: Mapped[str] = mapped_column(default="free")
+
+
+class Payment(Base):
+    """One month of a plan, paid."""
+
+    __tablename__ = "payment"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id"))
+    plan: Mapped[str]
+    cents: Mapped[int]
 
 
 class EmailTakenError(ValueError):
     """Someone already signed up with this email."""
 
 
-def create_user(email: str, password: str) -> User:
-    """Store a new user; raises :class:`EmailTakenError` if the email is taken."""
-    db = get_db()
+class PaymentDeclined(Exception):
+    """The card was refused; nothing was charged."""
+
+
+def add_user(email: str, password: str) -> User:
+    """Add a new user to the session's transaction (flushed, so it has its id; the caller
+    commits); raises :class:`EmailTakenError`, the transaction rolled back, if the email is
+    taken."""
+    user = User(email=email, password_hash=generate_password_hash(password), plan="free")
+    db.session.add(user)
     try:
-        with db:
-            cursor = db.execute(
-                "INSERT INTO user (email, password_hash) VALUES (?, ?)",
-                (email, generate_password_hash(password)),
-            )
-    except sqlite3.IntegrityError:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
         raise EmailTakenError(email) from None
-    assert cursor.lastrowid is not None  # always set after an INSERT
-    return User(id=cursor.lastrowid, email=email, plan="free")
+    return user
 
 
 def authenticate(email: str, password: str) -> User | None:
     """The user with this email and password, or ``None``."""
-    row = get_db().execute("SELECT * FROM user WHERE email = ?", (email,)).fetchone()
-    if row is None or not check_password_hash(row["password_hash"], password):
+    user: User | None = db.session.scalar(select(User).where(User.email == email))
+    if user is None or not check_password_hash(user.password_hash, password):
         return None
-    return User(id=row["id"], email=row["email"], plan=row["plan"])
+    return user
 
 
-def set_plan(user: User, plan: str) -> None:
-    """Move ``user`` to ``plan``."""
-    db = get_db()
-    with db:
-        db.execute("UPDATE user SET plan = ? WHERE id = ?", (plan, user.id))
-    user.plan = plan
+def charge(user: User, plan: str, card: str) -> None:
+    """Record a month of ``plan`` paid by ``card`` in the session's transaction; raises
+    :class:`PaymentDeclined` for the declined test card (after the payment row was written,
+    as a real provider's refusal comes after the order is recorded)."""
+    db.session.add(Payment(user_id=user.id, plan=plan, cents=PLAN_PRICES[plan]))
+    db.session.flush()
+    if card.replace(" ", "") == DECLINED_CARD:
+        raise PaymentDeclined(f"card ending {card[-4:]} declined")
 
 
 def load_user(user_id: str) -> User | None:
     """Flask-Login's loader: the user of a session cookie."""
-    row = get_db().execute("SELECT * FROM user WHERE id = ?", (user_id,)).fetchone()
-    if row is None:
-        return None
-    return User(id=row["id"], email=row["email"], plan=row["plan"])
+    user: User | None = db.session.get(User, int(user_id))
+    return user
 
 
 # A call rather than a decorator: Flask-Login ships no type hints, and an untyped decorator

@@ -3,16 +3,20 @@
 =========================  ================  ===============================================
 page                       event             how
 =========================  ================  ===============================================
-POST /signup               signed-up         ``intercom.track``, identity given (no login yet)
+POST /signup               signed-up         ``intercom.track`` in the sign-up's transaction,
+                                             identity given (no login yet)
 POST /login                logged-in         Flask-Login's ``user_logged_in`` (``signals.py``)
-POST /billing/upgrade      upgraded-plan     ``@track_event``, a ``Money`` price
+POST /billing/upgrade      upgraded-plan     ``intercom.track`` in the payment's transaction,
+                                             a ``Money`` price
 POST /reports/N/schedule   scheduled-report  ``@track_event``, a ``RichLink`` and a ``_date``
 POST /reports/N/export     exported-report   the app's ``report_exported`` (``signals.py``)
 GET /pricing               viewed-pricing    ``intercom.track``: the user, or a Lead by ``id=``
 POST /logout               logged-out        ``intercom.track`` *before* ``logout_user()``
 =========================  ================  ===============================================
 
-A form that fails (4xx) tracks nothing.
+A form that fails (4xx) tracks nothing. What is tracked while ``db.session`` has a
+transaction in progress (``intercom.transactional(db.session)`` in ``create_app``) leaves
+only once it commits: a declined card rolls the upgrade back, and its event with it.
 """
 
 from __future__ import annotations
@@ -40,10 +44,19 @@ from flask_login import current_user, login_user, logout_user
 
 from flask_intercom_events import Money, RichLink, track_event
 
+from .db import db
 from .extensions import intercom
 from .reports import EXPORT_FORMATS, REPORTS, SAMPLE_ROWS, next_run, schedule_run
 from .signals import report_exported
-from .users import PLAN_PRICES, EmailTakenError, User, authenticate, create_user, set_plan
+from .users import (
+    PLAN_PRICES,
+    EmailTakenError,
+    PaymentDeclined,
+    User,
+    add_user,
+    authenticate,
+    charge,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 # Flask-Login ships no type hints: this keeps the views' signatures visible to mypy.
@@ -81,12 +94,14 @@ def signup() -> ResponseReturnValue:
         flash("Enter an email address and a password of at least 8 characters.")
         return render_template("auth.html", action="signup", email=email), 400
     try:
-        user = create_user(email, password)
+        user = add_user(email, password)
     except EmailTakenError:
         flash("Someone signed up with that email already: log in instead.")
         return render_template("auth.html", action="signup", email=email), 409
-    # Nobody is logged in yet, so the identity is given: the new user's id and email.
+    # Nobody is logged in yet, so the identity is given: the new user's id and email. Tracked
+    # in the sign-up's transaction: it leaves once the account is committed.
     intercom.track("signed-up", user_id=str(user.id), email=user.email, metadata={"plan": "free"})
+    db.session.commit()
     flash("Account created: log in to start.")
     return redirect(url_for(".login_form", email=email))
 
@@ -121,22 +136,29 @@ def logout() -> ResponseReturnValue:
 # --- billing -------------------------------------------------------------------------------
 
 
-def _upgrade_metadata() -> dict[str, str | Money]:
-    # Called only once the view has succeeded, so the plan is known to be valid.
-    plan = request.form["plan"]
-    return {"plan": plan, "price": Money(PLAN_PRICES[plan], "eur")}
-
-
 @bp.post("/billing/upgrade")
-@login_required  # above @track_event: its redirect to the log-in page is not an upgrade
-@track_event("upgraded-plan", metadata=_upgrade_metadata)
+@login_required
 def upgrade() -> ResponseReturnValue:
-    """Move the user to a paid plan."""
+    """Move the user to a paid plan, paying its first month with the form's card."""
     plan = request.form.get("plan", "")
     if plan not in PLAN_PRICES:
         flash(f"There is no plan {plan!r}.")
         return render_template("index.html", reports=REPORTS, prices=PLAN_PRICES), 400
-    set_plan(_user(), plan)
+    user = _user()
+    previous = user.plan
+    user.plan = plan
+    # Tracked in the payment's transaction: sent once the plan and the payment are committed,
+    # dropped (event_dropped, "rolled back") if the card is declined.
+    intercom.track(
+        "upgraded-plan", metadata={"plan": plan, "price": Money(PLAN_PRICES[plan], "eur")}
+    )
+    try:
+        charge(user, plan, request.form.get("card", ""))
+    except PaymentDeclined:
+        db.session.rollback()
+        flash(f"Your card was declined: you are still on the {previous} plan.")
+        return render_template("index.html", reports=REPORTS, prices=PLAN_PRICES), 402
+    db.session.commit()
     flash(f"You are on the {plan} plan.")
     return redirect(url_for(".index"))
 

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from functools import partial
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 from blinker import Signal
 from flask import Flask, Response, current_app, has_app_context, has_request_context, request
@@ -14,25 +14,23 @@ from flask import Flask, Response, current_app, has_app_context, has_request_con
 from .cli import intercom_cli
 from .client import IntercomClient
 from .config import Settings
-from .errors import ConfigurationError, IntercomAPIError, IntercomEventsError, InvalidEventError
+from .errors import ConfigurationError, IntercomEventsError, InvalidEventError
 from .events import Event, Identity, MetadataInput
+from .handoff import RequestBatch, drop, hand_off, send_now
 from .identity import IdentityLoader, flask_login_available, identity_of_user, resolve_identity
 from .intake import Intake
-from .lines import encode_line
-from .signals import event_delivered, event_dropped, event_enqueued, event_failed, event_tracked
+from .signals import event_tracked
 from .spool import Spool
 from .state import EXTENSION_KEY, AppState, state_of
+from .transactions import Transactions
 
 __all__ = ["BeforeSend", "IntercomEvents", "state_of"]
 
 log = logging.getLogger("flask_intercom_events")
 
-# Kept in the WSGI environ, which lives as long as the request (an app context pushed inside
-# a view gets a new ``g``; the environ stays): the request's events, whether after_request has
-# tied them to the response's close, and whether teardown already handed them off.
-_PENDING = "intercom_events.pending"
-_ATTACHED = "intercom_events.attached"
-_FLUSHED = "intercom_events.flushed"
+# The request's RequestBatch, kept in the WSGI environ, which lives as long as the request (an
+# app context pushed inside a view gets a new ``g``; the environ stays).
+_BATCH = "intercom_events.batch"
 
 BeforeSend = Callable[[Event], "Event | None"]
 
@@ -41,6 +39,8 @@ SignalMetadata: TypeAlias = (
     Mapping[str, MetadataInput] | Callable[..., Mapping[str, MetadataInput] | None]
 )
 SignalIdentity: TypeAlias = Identity | Callable[..., Identity | None]
+#: A SQLAlchemy ``Session``, ``sessionmaker`` or ``scoped_session`` (see ``transactional``).
+SessionLike = TypeVar("SessionLike")
 
 
 class IntercomEvents:
@@ -58,6 +58,7 @@ class IntercomEvents:
         self._signal_mappings: dict[
             tuple[Signal, str], tuple[SignalMetadata | None, SignalIdentity | None]
         ] = {}
+        self._transactions: Transactions | None = None
         if app is not None:
             self.init_app(app)
 
@@ -88,7 +89,8 @@ class IntercomEvents:
                 settings.redis_url,
                 settings.queue,
                 settings.redis_timeout,
-                Spool(settings.spool_dir),
+                _checked_spool(settings.spool_dir),
+                slow=settings.redis_slow,
             )
         elif settings.delivery == "eager":
             client = IntercomClient.from_settings(settings)
@@ -99,8 +101,8 @@ class IntercomEvents:
             intake=intake,
             client=client,
         )
-        app.after_request(_attach_pending)
-        app.teardown_request(_flush_leftovers)
+        app.after_request(_attach_batch)
+        app.teardown_request(_finish_batch)
         if "intercom" not in app.cli.commands:
             app.cli.add_command(intercom_cli)
 
@@ -122,6 +124,23 @@ class IntercomEvents:
         """
         self._before_send.append(fn)
         return fn
+
+    def transactional(self, session: SessionLike) -> SessionLike:
+        """Make events tracked in ``session``'s transactions wait for them; returns ``session``.
+
+        ``session`` is a SQLAlchemy ``Session``, ``sessionmaker`` or ``scoped_session`` (such
+        as Flask-SQLAlchemy's ``db.session``). An event tracked while one of its sessions has
+        a transaction in progress is handed off after that transaction commits (after the
+        response, as usual, in a request; at once outside one) and dropped if it rolls back
+        (``event_dropped``, reason ``"rolled back"``); in a savepoint that rolls back, only the
+        savepoint's events are dropped. A transaction closed without a commit or a rollback
+        (the session closed at the end of a request) drops its events if it wrote anything,
+        and releases them if it only read. Outside a transaction nothing changes.
+        """
+        if self._transactions is None:
+            self._transactions = Transactions(self._release, _drop_rolled_back)
+        self._transactions.watch(session)
+        return session
 
     # --- tracking -------------------------------------------------------------------------
 
@@ -244,6 +263,10 @@ class IntercomEvents:
                     raise
                 # A receiver's bug must not fail the view nor lose the event.
                 log.exception("An event_tracked receiver failed for %r", event.event_name)
+        if self._transactions is not None:
+            batch = _batch_of(app, state) if has_request_context() else None
+            if self._transactions.hold(app, event, batch):
+                return event
         self._dispatch(app, state, event)
         return event
 
@@ -280,74 +303,75 @@ class IntercomEvents:
         return event
 
     def _dispatch(self, app: Flask, state: AppState, event: Event) -> None:
-        delivery = state.settings.delivery
-        if delivery == "rq":
-            if has_request_context() and not request.environ.get(_FLUSHED):
-                request.environ.setdefault(_PENDING, []).append(event)
-            else:
-                hand_off(app, state, [event])
-        elif delivery == "eager":
+        if state.settings.delivery == "eager":
             send_now(app, state, event)
+        elif has_request_context():
+            _batch_of(app, state).add(event)
+        else:
+            hand_off(app, state, [event])
+
+    def _release(
+        self, app: Flask, event: Event, batch: RequestBatch | None, committed: bool
+    ) -> None:
+        """An event a transaction held is free to go (``committed``: by a commit)."""
+        state = state_of(app)
+        if state.settings.delivery == "eager":
+            send_now(app, state, event)
+        elif batch is not None:
+            batch.add(event, committed=committed)
+        else:
+            hand_off(app, state, [event])
 
     def _drop(self, app: Flask, event_name: str, reason: str, error: Exception | None) -> None:
-        log.warning("Intercom event %r dropped: %s", event_name, reason)
-        if event_dropped.receivers:
-            event_dropped.send(app, event=None, event_name=event_name, reason=reason, error=error)
+        drop(app, event_name, reason, error)
 
 
-# --- helpers shared with the decorator and the worker ----------------------------------------
+def _drop_rolled_back(app: Flask, event: Event) -> None:
+    drop(app, event.event_name, "rolled back", None, event=event, level=logging.INFO)
 
 
-def hand_off(app: Flask, state: AppState, events: list[Event]) -> None:
-    """Put ``events`` in Redis (or the spool) and send ``event_enqueued`` for those in Redis."""
-    assert state.intake is not None
-    in_redis = state.intake.push(
-        [encode_line(event.uuid, event.to_payload()).decode() for event in events]
-    )
-    if in_redis and event_enqueued.receivers:
-        for event in events:
-            event_enqueued.send(app, event=event)
-
-
-def send_now(app: Flask, state: AppState, event: Event) -> None:
-    """Eager delivery: send through the client; failures are logged (raised when strict)."""
+def _checked_spool(directory: str) -> Spool:
+    spool = Spool(directory)
     try:
-        state.client.create_event(event)
-    except IntercomAPIError as exc:
-        log.error("Intercom refused event %r: %s", event.event_name, exc)
-        if event_failed.receivers:
-            event_failed.send(app, event=event, error=exc)
-        if state.settings.strict:
-            raise
-        return
-    if event_delivered.receivers:
-        event_delivered.send(app, event=event)
+        spool.check()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"INTERCOM_EVENTS_SPOOL_DIR {directory!r} cannot keep events: {exc}. The spool "
+            "holds events while Redis is unreachable, so it must be a directory this process "
+            "can create and write (on a local disk): set the key to one"
+        ) from exc
+    return spool
 
 
-def _attach_pending(response: Response) -> Response:
+# --- the request's batch ----------------------------------------------------------------------
+
+
+def _batch_of(app: Flask, state: AppState) -> RequestBatch:
     environ = request.environ
-    events: list[Event] | None = environ.get(_PENDING)
-    if events:
-        # The list itself, not a copy: events tracked later in this request (by after_request
-        # or teardown functions that run after this one) leave with it when the response
-        # is closed, which the WSGI server does last.
-        app = current_app._get_current_object()  # type: ignore[attr-defined]
-        response.call_on_close(partial(hand_off, app, state_of(app), events))
-        environ[_ATTACHED] = True
+    batch: RequestBatch | None = environ.get(_BATCH)
+    if batch is None:
+        batch = environ[_BATCH] = RequestBatch(app, state)
+    return batch
+
+
+def _attach_batch(response: Response) -> Response:
+    batch: RequestBatch | None = request.environ.get(_BATCH)
+    if batch is not None and not batch.done:
+        # Events tracked later in this request (by after_request or teardown functions that
+        # run after this one) leave with the batch when the response is closed, which the
+        # WSGI server does last. After an error in an after_request function, Flask runs them
+        # all again on the error's response: the batch is tied to both, handed off once.
+        response.call_on_close(batch.flush)
+        batch.attached = True
     return response
 
 
-def _flush_leftovers(error: BaseException | None) -> None:
-    environ = request.environ
-    if environ.get(_ATTACHED):
-        return
-    # after_request did not run (another after_request function raised): hand off now, and
-    # anything tracked after this point at once.
-    environ[_FLUSHED] = True
-    events: list[Event] | None = environ.pop(_PENDING, None)
-    if events:
-        app = current_app._get_current_object()  # type: ignore[attr-defined]
-        hand_off(app, state_of(app), events)
+def _finish_batch(error: BaseException | None) -> None:
+    # Teardown runs before the response is closed, and is the one hook that sees whether
+    # the request ended with an unhandled exception (after_request does not run when
+    # exceptions propagate, and a 500 handler's response hides it).
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    _batch_of(app, state_of(app)).finish(error)
 
 
 def _current_app(what: str) -> Flask:

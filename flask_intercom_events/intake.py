@@ -1,10 +1,13 @@
 """The hand-off from the web process to the workers: one Redis list per queue.
 
 The request path pays for exactly one Redis command per request (``RPUSH`` of the request's
-events, serialised as JSON) on a connection pool shared by the process, with short timeouts
-and no retries. When Redis does not answer, the events go to the local :class:`Spool` and a
-circuit breaker sends the next ones straight there until a background thread sees Redis answer
-again and drains the spool. Workers move events from this list into RQ jobs.
+events, each already encoded into its line) on a connection pool shared by the process, with
+short timeouts and no retries. When Redis does not answer, or the push fails in any other way,
+the events go to the local :class:`Spool` and a circuit breaker sends the next ones straight
+there until a background thread sees Redis answer again and drains the spool. A Redis that
+answers, but slower than ``INTERCOM_EVENTS_REDIS_SLOW`` several times in a row, opens the
+breaker too (:mod:`.breaker`); the probe closes it when a ping is fast again. Workers move
+events from this list into RQ jobs.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from .breaker import SlowStreak
+from .keys import QueueKeys
 from .spool import Spool
 
 __all__ = ["Intake", "intake_key"]
@@ -29,8 +34,8 @@ _PROBE_EVERY = (0.25, 5.0)  # first and longest pause between probes while Redis
 
 
 def intake_key(queue: str) -> str:
-    """The Redis list where tracked events wait for a worker."""
-    return f"intercom-events:{queue}:intake"
+    """The Redis list where tracked events wait for a worker (``keys.py`` names it)."""
+    return QueueKeys(queue).intake
 
 
 def connect(url: str, timeout: float) -> redis.Redis:
@@ -48,10 +53,19 @@ def connect(url: str, timeout: float) -> redis.Redis:
 class Intake:
     """Pushes serialised events to Redis, or to the spool when Redis is unreachable."""
 
-    def __init__(self, redis_url: str, queue: str, timeout: float, spool: Spool) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        queue: str,
+        timeout: float,
+        spool: Spool,
+        *,
+        slow: float | None = None,
+    ) -> None:
         self.key = intake_key(queue)
         self.spool = spool
         self.redis = connect(redis_url, timeout)
+        self.slowness = SlowStreak(slow)
         self._closed = threading.Event()
         self._reset_process_state()
 
@@ -70,15 +84,18 @@ class Intake:
 
     @property
     def down(self) -> bool:
-        """Whether Redis was unreachable at the last try (pushes go to the spool)."""
+        """Whether the breaker is open: Redis was unreachable or too slow, pushes go to the
+        spool until the background probe sees it answer (fast) again."""
         return self._down
 
-    def push(self, lines: Sequence[str]) -> bool:
-        """Hand event lines (``job_records.encode_line``) to Redis; ``True`` if they are in
-        Redis, ``False`` if spooled.
+    def push(self, lines: Sequence[bytes]) -> bool:
+        """Hand encoded events (one line each, ``lines.encode_line``) to Redis; ``True`` if
+        they are in Redis, ``False`` if spooled.
 
-        Never raises for a Redis failure. Raises ``OSError`` only if Redis is unreachable AND
-        the spool cannot be written (the disk is full or read-only): then nothing can keep them.
+        Never raises for a failure of the push, Redis' or any other (a reply redis-py cannot
+        read, a bug): whether such a push got in is unknown, so the lines are spooled (a
+        duplicate is harmless, Intercom de-duplicates; a lost event is not). Raises only if
+        the spool cannot keep them either (``OSError``: the disk is full or read-only).
         """
         if not lines:
             return True
@@ -86,11 +103,14 @@ class Intake:
             self._reset_process_state()
         for _ in range(2):
             if not self._down:
+                started = time.monotonic()
                 try:
                     self.redis.rpush(self.key, *lines)
-                except redis.RedisError as exc:
+                except Exception as exc:
                     self._went_down(exc)
                 else:
+                    if self.slowness.observe(time.monotonic() - started):
+                        self._went_slow()
                     self._maybe_drain_spool()
                     return True
             # Spool only while the recovery has not declared Redis back (it takes this lock
@@ -130,9 +150,32 @@ class Intake:
     def _went_down(self, exc: Exception) -> None:
         with self._state_lock:
             if not self._down:
+                if isinstance(exc, redis.RedisError):
+                    log.warning(
+                        "Redis unreachable (%s); spooling Intercom events to %s until it answers",
+                        type(exc).__name__,
+                        self.spool.directory,
+                    )
+                else:  # not Redis saying no: redis-py itself, or a bug; worth a traceback
+                    log.error(
+                        "Pushing Intercom events to Redis failed (%r); spooling them to %s "
+                        "until Redis answers a probe",
+                        exc,
+                        self.spool.directory,
+                        exc_info=exc,
+                    )
+            self._down = True
+            self._ensure_recovery()
+
+    def _went_slow(self) -> None:
+        with self._state_lock:
+            if not self._down:
                 log.warning(
-                    "Redis unreachable (%s); spooling Intercom events to %s until it answers",
-                    type(exc).__name__,
+                    "Redis is slow: %d hand-offs in a row took more than "
+                    "INTERCOM_EVENTS_REDIS_SLOW (%g s); spooling Intercom events to %s until "
+                    "it answers faster",
+                    self.slowness.in_a_row,
+                    self.slowness.bound,
                     self.spool.directory,
                 )
             self._down = True
@@ -151,11 +194,14 @@ class Intake:
         pause, longest = _PROBE_EVERY
         while not self._closed.wait(pause):
             try:
+                started = time.monotonic()
                 self.redis.ping()
+                if self.slowness.is_slow(time.monotonic() - started):
+                    raise _StillSlow
                 with self._state_lock:
                     self._down = False  # from now on pushes go to Redis, none to the spool
                 self.drain_spool()  # so this drains every line spooled in this process
-            except (redis.RedisError, OSError):
+            except Exception:  # Redis down or slow, the spool unreadable: look again later
                 with self._state_lock:
                     self._down = True
                 pause = min(pause * 2, longest)
@@ -189,5 +235,9 @@ class Intake:
     def _drain_quietly(self) -> None:
         try:
             self.drain_spool()
-        except (redis.RedisError, OSError) as exc:
+        except Exception as exc:  # the next look, or the recovery, tries again
             log.warning("Could not drain the Intercom events spool yet: %s", exc)
+
+
+class _StillSlow(Exception):
+    """The probe's ping answered, but slower than INTERCOM_EVENTS_REDIS_SLOW."""

@@ -1,13 +1,15 @@
 """A durable local spool for events that could not reach Redis.
 
-Each process appends JSON lines to its own file in the spool directory, flushed and fsynced
-before the call returns. Draining takes a file's lock, pushes its lines to Redis and removes
-the file only once every line is in Redis: a crash mid-drain re-sends lines on the next drain,
-which is harmless because Intercom de-duplicates an event by contact, name and ``created_at``.
+Each process appends JSON lines to its own file in the spool directory, whole or not at all
+(a full disk leaves no partial line behind), fsynced before the call returns. Draining takes a
+file's lock, pushes its lines to Redis and removes the file only once every line is in Redis:
+a crash mid-drain re-sends lines on the next drain, which is harmless because Intercom
+de-duplicates an event by contact, name and ``created_at``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -41,9 +43,14 @@ class Spool:
         # ever interleave within a line.
         return self.directory / f"spool-{socket.gethostname()}-{os.getpid()}{_SUFFIX}"
 
-    def append(self, lines: Sequence[str]) -> None:
-        """Write ``lines`` (one JSON document each) durably, or raise ``OSError``."""
-        data = "".join(line + "\n" for line in lines).encode()
+    def append(self, lines: Sequence[bytes]) -> None:
+        """Write ``lines`` (one encoded JSON document each) durably, whole, or raise ``OSError``.
+
+        All or nothing: on a short write the rest is written; if the disk is full (or any
+        write or the fsync fails), the file is cut back to its size before the call, so no
+        partial line is left for the next append to glue onto, and the error propagates.
+        """
+        data = b"".join(line + b"\n" for line in lines)
         with self._lock:
             self.directory.mkdir(parents=True, exist_ok=True)
             path = self._own_file()
@@ -53,11 +60,25 @@ class Spool:
                     fcntl.flock(fd, fcntl.LOCK_EX)
                     if os.fstat(fd).st_nlink == 0:
                         continue  # drained and removed while we waited for the lock
-                    os.write(fd, data)
-                    os.fsync(fd)
+                    _write_whole(fd, data)
                     return
                 finally:
                     os.close(fd)  # closing releases the lock
+
+    def check(self) -> None:
+        """Make sure events can be kept here: create the directory, write, fsync and remove a
+        probe file. Raises ``OSError`` saying what failed."""
+        if self.directory.exists() and not self.directory.is_dir():
+            raise NotADirectoryError(f"{self.directory} exists and is not a directory")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        probe = self.directory / f".probe-{socket.gethostname()}-{os.getpid()}"
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            _write_whole(fd, b"{}\n")
+        finally:
+            os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                probe.unlink()
 
     def files(self) -> list[Path]:
         """The spool files waiting to be drained, oldest first."""
@@ -129,7 +150,7 @@ class Spool:
                 rest = "".join(line + "\n" for line in good[done:]).encode()
                 os.ftruncate(fd, 0)
                 os.lseek(fd, 0, os.SEEK_SET)
-                os.write(fd, rest)
+                _write_all(fd, rest)  # fits: the file held more a moment ago
                 os.fsync(fd)
         return done
 
@@ -138,6 +159,30 @@ class Spool:
         log.error("Unreadable line in spool file %s kept in %s", path.name, rejected.name)
         with rejected.open("a", encoding="utf-8") as handle:
             handle.write(line + "\n")
+
+
+def _write_whole(fd: int, data: bytes) -> None:
+    """Append all of ``data`` to ``fd`` and fsync, or leave the file as it was and raise."""
+    start = os.fstat(fd).st_size
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+    except OSError:
+        try:
+            os.ftruncate(fd, start)
+            os.fsync(fd)
+        except OSError as exc:  # pragma: no cover - a disk failing under us
+            log.error("Could not cut a spool file back after a failed write: %s", exc)
+        raise
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        # A nearly full disk takes part of a buffer and answers ENOSPC only on the next
+        # write: a short write is not an error, but the line is not whole yet.
+        written = os.write(fd, view)
+        view = view[written:]
 
 
 def _modified(path: Path) -> float:

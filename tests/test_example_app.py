@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -25,13 +26,16 @@ from redis import Redis
 from rq import Queue
 
 from example_app import create_app
+from example_app.runner import LEAD_ID
 from flask_intercom_events import Event, Identity, Money, RichLink
+from flask_intercom_events.signals import event_dropped
 from flask_intercom_events.testing import record_events
 
 ROOT = Path(__file__).resolve().parent.parent
 EMAIL = "ada@example.com"
 PASSWORD = "correct-horse-battery"
 ADA = Identity(user_id="1", email=EMAIL)
+GOOD_CARD = "4242 4242 4242 4242"
 
 
 @pytest.fixture
@@ -100,12 +104,49 @@ def test_log_in_is_tracked_through_flask_logins_signal(app: Flask, member: Flask
 
 def test_upgrade_tracks_the_price_as_money(app: Flask, logged_in: FlaskClient) -> None:
     with record_events(app) as events:
-        response = logged_in.post("/billing/upgrade", data={"plan": "pro"})
+        response = logged_in.post("/billing/upgrade", data={"plan": "pro", "card": GOOD_CARD})
     assert response.status_code == 302
     [event] = events
     assert event.event_name == "upgraded-plan"
     assert event.identity == ADA
     assert event.metadata == {"plan": "pro", "price": Money(34999, "eur")}
+    assert b"You are on the <strong>pro</strong> plan" in logged_in.get("/").data
+
+
+def test_a_declined_card_rolls_back_the_upgrade_and_its_event(
+    app: Flask, logged_in: FlaskClient
+) -> None:
+    dropped: list[tuple[str, str]] = []
+
+    def receiver(sender: Flask, *, event_name: str, reason: str, **extra: Any) -> None:
+        dropped.append((event_name, reason))
+
+    with record_events(app) as events, event_dropped.connected_to(receiver, sender=app):
+        response = logged_in.post(
+            "/billing/upgrade", data={"plan": "team", "card": "4000 0000 0000 0002"}
+        )
+    assert response.status_code == 402
+    assert b"declined" in response.data
+    assert events == []  # tracked in the transaction, then dropped with it
+    assert dropped == [("upgraded-plan", "rolled back")]
+    assert b"You are on the <strong>free</strong> plan" in logged_in.get("/").data
+
+
+def test_sign_up_is_sent_only_once_the_account_is_committed(
+    app: Flask, member: FlaskClient
+) -> None:
+    # Taken email: the insert fails before anything is tracked, and nothing is dropped.
+    with record_events(app) as events:
+        response = member.post("/signup", data={"email": EMAIL, "password": PASSWORD})
+    assert response.status_code == 409
+    assert events == []
+    assert member.post("/login", data={"email": EMAIL, "password": PASSWORD}).status_code == 302
+
+
+def test_the_database_is_sqlite_in_the_instance_folder_by_default() -> None:
+    default = create_app({"TESTING": True})
+    assert default.config["DATABASE"] == os.path.join(default.instance_path, "example.sqlite3")
+    assert default.config["SQLALCHEMY_DATABASE_URI"] == "sqlite:///" + default.config["DATABASE"]
 
 
 def test_schedule_tracks_a_rich_link_and_a_date(app: Flask, logged_in: FlaskClient) -> None:
@@ -183,6 +224,7 @@ def test_pages_without_an_event_track_nothing(app: Flask, logged_in: FlaskClient
         ("/login", {"email": EMAIL, "password": "not-the-password"}, 401),
         ("/login", {"email": "nobody@example.com", "password": PASSWORD}, 401),
         ("/billing/upgrade", {"plan": "platinum"}, 400),
+        ("/billing/upgrade", {"plan": "team", "card": "4000000000000002"}, 402),  # declined
         ("/reports/signups/schedule", {"next_run": "next tuesday"}, 400),
         ("/reports/signups/schedule", {"next_run": "2000-01-01"}, 400),  # in the past
         ("/reports/nope/schedule", {"next_run": tomorrow()}, 404),
@@ -251,7 +293,7 @@ def test_demo_runs_a_visit_and_shows_what_intercom_received() -> None:
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     assert "Traceback" not in output
-    table = output.split("What Intercom (the emulator", 1)[1]
+    table = output.split("What Intercom (the emulator", 1)[1].split("Tracked, then dropped")[0]
     rows = {
         line.split()[0]: line
         for line in table.splitlines()
@@ -273,7 +315,10 @@ def test_demo_runs_a_visit_and_shows_what_intercom_received() -> None:
     assert "id=6650f1c2a1b2c3d4e5f60718" in table
     assert table.count("user_id=1 email=ada@example.com") == 7
     assert "queued 0, in flight 0, scheduled 0, failed 0" in output
-    assert re.search(r"OK: the 8 events tracked by 11 requests .* the 3 failed forms", output)
+    assert "-> upgraded-plan, rolled back: not sent" in output
+    dropped = output.split("Tracked, then dropped before leaving the app", 1)[1]
+    assert re.search(r"upgraded-plan +rolled back", dropped.split("flask intercom status")[0])
+    assert re.search(r"OK: the 8 events tracked by 12 requests .* the 4 failed forms", output)
 
 
 class Runner:
@@ -353,11 +398,11 @@ def test_runner_serves_delivers_and_stops_everything_on_ctrl_c(runner: Runner) -
     redis_url, redis_pid = redis_line.group(1), int(redis_line.group(2))
     runner.wait_for("Ctrl-C stops everything")
 
-    assert requests.get(f"{web}/pricing?lead=lead-42", timeout=10).status_code == 200
-    runner.wait_for(r"queued +viewed-pricing +id=lead-42")
-    runner.wait_for(r"received +viewed-pricing +id=lead-42")
+    assert requests.get(f"{web}/pricing?lead={LEAD_ID}", timeout=10).status_code == 200
+    runner.wait_for(rf"queued +viewed-pricing +id={LEAD_ID}")
+    runner.wait_for(rf"received +viewed-pricing +id={LEAD_ID}")
     [event] = requests.get(f"{emulator}/_sandbox/events", timeout=5).json()["events"]
-    assert (event["event_name"], event["id"]) == ("viewed-pricing", "lead-42")
+    assert (event["event_name"], event["id"]) == ("viewed-pricing", LEAD_ID)
 
     runner.process.send_signal(signal.SIGINT)  # what Ctrl-C sends the runner
     assert runner.process.wait(30) == 0

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +24,17 @@ from flask_intercom_events.spool import Spool
 
 from .apps import make_app
 from .redis_server import RedisServer
+from .servers import ScriptedRedis, answer_client_commands
 
 KEY = intake_key("intercom-events")
 
 
 def build_app(tmp_path: Path, redis_url: str, **config: Any) -> Flask:
-    """An app delivering through ``redis_url``. Its Redis timeout is 2 s: a stall of a
-    loaded machine must not send an event to the spool where Redis is up (a stopped Redis
-    refuses connections at once, so outages are seen no later)."""
+    """An app delivering through ``redis_url``. Its Redis timeout is 2 s and its slowness
+    bound 1 s: a stall of a loaded machine must not send an event to the spool where Redis
+    is up (a stopped Redis refuses connections at once, so outages are seen no later)."""
     config.setdefault("INTERCOM_EVENTS_REDIS_TIMEOUT", 2.0)
+    config.setdefault("INTERCOM_EVENTS_REDIS_SLOW", 1.0)
     intercom = IntercomEvents()
 
     @intercom.identity_loader
@@ -80,6 +81,17 @@ def rpush_calls(url: str) -> int:
         return int(stats.get("calls", 0))
     finally:
         client.close()
+
+
+def rpushes(server: ScriptedRedis) -> int:
+    return sum(data.upper().count(b"RPUSH") for conn in server.commands for data in conn)
+
+
+def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
 
 
 def test_a_requests_events_reach_redis_in_one_rpush_after_the_response(
@@ -150,61 +162,34 @@ def test_redis_outage_views_succeed_events_spool_then_reach_redis(
     assert spool.files() == []
 
 
-def test_a_hanging_redis_costs_one_timeout_then_the_breaker_spools(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The recovery's first probe would open a connection of its own a quarter second after
-    # the timeout: keep it from probing during the test, whatever the machine's speed.
-    monkeypatch.setattr("flask_intercom_events.intake._PROBE_EVERY", (60.0, 60.0))
-    # A server that accepts connections and never answers: the worst kind of outage.
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    port = listener.getsockname()[1]
-    accepted: list[socket.socket] = []
-
-    def accept() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            accepted.append(conn)
-
-    acceptor = threading.Thread(target=accept, daemon=True)
-    acceptor.start()
-    app = None
-    try:
-        app = build_app(tmp_path, f"redis://127.0.0.1:{port}/0", INTERCOM_EVENTS_REDIS_TIMEOUT=0.3)
-        client = app.test_client()
-        for n in range(5):
-            response = client.get(f"/one/{n}")
-            assert response.status_code == 200
-            response.close()
-        state = state_of(app)
-        assert state.intake is not None
-        assert state.intake.down
-        assert state.intake.spool.count() == 5
-        # Only the first request waited for Redis; the breaker sent the rest to the spool.
-        # (The acceptor thread may not have taken that first connection in yet.)
-        deadline = time.monotonic() + 10
-        while not accepted and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert len(accepted) == 1
-    finally:
-        if app is not None:
+def test_a_hanging_redis_costs_one_timeout_then_the_breaker_spools(tmp_path: Path) -> None:
+    # A server that takes the connection, then never answers a command: the worst outage.
+    with ScriptedRedis(answer_client_commands(None)) as server:
+        app = build_app(
+            tmp_path, server.url, INTERCOM_EVENTS_REDIS_TIMEOUT=0.3, INTERCOM_EVENTS_REDIS_SLOW=0.2
+        )
+        try:
+            client = app.test_client()
+            for n in range(5):
+                with client.get(f"/one/{n}") as response:
+                    assert response.status_code == 200
+            intake_ = state_of(app).intake
+            assert intake_ is not None
+            assert intake_.down
+            assert intake_.spool.count() == 5
+            # Only the first request waited for Redis; the breaker sent the rest to the spool.
+            # (The background probe sends PINGs, which this server never answers either.)
+            wait_until(lambda: rpushes(server) >= 1, "the first request's RPUSH")
+            assert rpushes(server) == 1
+        finally:
             state_of(app).intake.close()  # type: ignore[union-attr]
-        listener.close()
-        acceptor.join(timeout=5)
-        for conn in accepted:
-            conn.close()
 
 
 def test_flush_spool_command_moves_spooled_events(tmp_path: Path, redis_url: str) -> None:
     app = build_app(tmp_path, redis_url)
     spool = Spool(state_of(app).settings.spool_dir)
     lines = [
-        json.dumps({"event_name": "e", "created_at": 1700000000 + i, "user_id": "1"})
+        json.dumps({"event_name": "e", "created_at": 1700000000 + i, "user_id": "1"}).encode()
         for i in range(3)
     ]
     spool.append(lines)
@@ -217,7 +202,9 @@ def test_flush_spool_command_moves_spooled_events(tmp_path: Path, redis_url: str
 def test_flush_spool_with_redis_down_keeps_the_events(tmp_path: Path) -> None:
     app = build_app(tmp_path, "redis://127.0.0.1:1/0")
     spool = Spool(state_of(app).settings.spool_dir)
-    spool.append([json.dumps({"event_name": "e", "created_at": 1700000000, "user_id": "1"})])
+    spool.append(
+        [json.dumps({"event_name": "e", "created_at": 1700000000, "user_id": "1"}).encode()]
+    )
     result = app.test_cli_runner().invoke(args=["intercom", "flush-spool"])
     state_of(app).intake.close()  # type: ignore[union-attr]
     assert result.exit_code == 1
@@ -235,7 +222,7 @@ def test_spool_loses_nothing_with_writers_and_drainers_racing(
 
     def write(w: int) -> None:
         for i in range(per_writer):
-            spool.append([json.dumps({"w": w, "i": i})])
+            spool.append([json.dumps({"w": w, "i": i}).encode()])
 
     def push(lines: list[str]) -> None:
         client.rpush("drained", *lines)
@@ -257,7 +244,7 @@ def test_spool_loses_nothing_with_writers_and_drainers_racing(
 
 def test_torn_spool_line_is_kept_visible_not_dropped(tmp_path: Path, redis_url: str) -> None:
     spool = Spool(tmp_path / "spool")
-    spool.append([json.dumps({"ok": 1})])
+    spool.append([json.dumps({"ok": 1}).encode()])
     with spool.files()[0].open("a") as handle:
         handle.write('{"torn": ')
     client = redis.Redis.from_url(redis_url)
@@ -277,7 +264,7 @@ def test_flapping_redis_under_concurrent_pushes_loses_nothing(
 
     def write(w: int) -> None:
         for i in range(per_writer):
-            intake.push([json.dumps({"w": w, "i": i})])
+            intake.push([json.dumps({"w": w, "i": i}).encode()])
 
     threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
     try:
@@ -317,6 +304,7 @@ def test_events_tracked_in_a_nested_app_context_or_late_hooks_are_not_lost(
         INTERCOM_EVENTS_DELIVERY="rq",
         INTERCOM_EVENTS_REDIS_URL=redis_url,
         INTERCOM_EVENTS_REDIS_TIMEOUT=2.0,  # Redis is up: a slow moment must not spool
+        INTERCOM_EVENTS_REDIS_SLOW=1.0,
     )
 
     # Registered before init_app, so Flask runs them after the extension's own hooks.
@@ -388,14 +376,13 @@ def test_a_process_forked_during_an_outage_recovers_on_its_own(
 ) -> None:
     intake_ = Intake(own_redis.url, "forked", 0.2, Spool(tmp_path / "parent-spool"))
     own_redis.stop()
-    # down, spooled, recovery watching
-    assert intake_.push([json.dumps({"who": "parent"})]) is False
+    assert intake_.push([b'{"who":"parent"}']) is False  # down, spooled, recovery watching
     pid = os.fork()
     if pid == 0:  # the child, e.g. a gunicorn worker forked from a --preload master
         code = 1
         try:
             intake_.spool = Spool(tmp_path / "child-spool")  # only the child can drain it
-            intake_.push([json.dumps({"who": "child"})])
+            intake_.push([b'{"who":"child"}'])
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
                 if not intake_.spool.files() and not intake_.down:

@@ -40,7 +40,15 @@ DELIVERY_SIDE = (
     "deadlines",
 )
 #: The request path, which the delivery side must not import.
-REQUEST_PATH = ("extension", "decorators", "identity", "testing", "pytest_plugin")
+REQUEST_PATH = (
+    "extension",
+    "decorators",
+    "identity",
+    "testing",
+    "pytest_plugin",
+    "handoff",
+    "transactions",
+)
 #: Flask's request machinery.
 FLASK_REQUEST_NAMES = {"request", "has_request_context", "g", "session", "after_this_request"}
 

@@ -29,7 +29,12 @@ def test_redis_outage_during_requests_every_event_delivered_after_it(
 ) -> None:
     # Redis answers within the Deployment's 2-s timeout while it is up (no order before the
     # outage may go to the spool) and refuses at once while it is stopped.
-    setup = deployments(own_redis.url, emulator.url, INTERCOM_EVENTS_REDIS_TIMEOUT=2.0)
+    setup = deployments(
+        own_redis.url,
+        emulator.url,
+        INTERCOM_EVENTS_REDIS_TIMEOUT=2.0,
+        INTERCOM_EVENTS_REDIS_SLOW=1.0,
+    )
     app = setup.app
 
     @app.post("/orders/<int:number>")

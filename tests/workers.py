@@ -109,6 +109,7 @@ class Deployment:
             # The app's hand-off to Redis: a slow moment of a loaded machine must not send
             # events to the spool while Redis is up (a stopped Redis refuses at once).
             "INTERCOM_EVENTS_REDIS_TIMEOUT": 2.0,
+            "INTERCOM_EVENTS_REDIS_SLOW": 1.0,
             "INTERCOM_EVENTS_RETRY_DELAY": 0.05,
             "INTERCOM_EVENTS_RETRY_MAX_DELAY": 0.5,
             **config,
