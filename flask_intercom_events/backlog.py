@@ -214,7 +214,13 @@ def _listed(claimed: ClaimedJob, reason: str, score: float) -> FailedEvent:
         created_at=created if isinstance(created, int) else None,
         reason=reason,
         attempts=int(attempts.get("total", 0)) if isinstance(attempts, dict) else 0,
-        last_error=str(claimed.meta.get("last_error") or (claimed.problem or "")),
+        last_error=str(
+            claimed.meta.get("last_error")
+            # RQ's exc_info as read from the record (job.exc_info would read rq:results too)
+            or getattr(claimed.job, "_exc_info", None)
+            or claimed.problem
+            or ""
+        ),
         at=score,
     )
 
@@ -276,27 +282,23 @@ def requeue_failed(
 ) -> int:
     """Put failed events (those whose reason matches ``reason``, or all) back on the queue
     with a fresh delivery history; returns how many."""
+    # Every match is found before any leaves the registry: failed_events pages through the
+    # registry by offset, and a page requeued meanwhile would shift the next one past events.
+    chosen = [(event.id, event.reason) for event in failed_events(store, reason=reason)]
     requeued = 0
-    batch: list[FailedEvent] = []
-    for event in failed_events(store, reason=reason):
-        batch.append(event)
-        if len(batch) >= _BATCH:
-            requeued += _requeue(store, batch)
-            if progress is not None:
-                progress(len(batch))
-            batch = []
-    if batch:
+    for start in range(0, len(chosen), _BATCH):
+        batch = chosen[start : start + _BATCH]
         requeued += _requeue(store, batch)
         if progress is not None:
             progress(len(batch))
     return requeued
 
 
-def _requeue(store: DeliveryStore, events: Sequence[FailedEvent]) -> int:
+def _requeue(store: DeliveryStore, events: Sequence[tuple[str, str]]) -> int:
     # A fresh history first, then the move: a worker that claims the job at once must not
     # take it for one another tool requeued (and count its failure out a second time).
     with store.connection.pipeline(transaction=True) as pipe:
-        for claimed in _read(store, [event.id for event in events]):
+        for claimed in _read(store, [job_id for job_id, _ in events]):
             if claimed.job is None:
                 continue
             meta = {k: v for k, v in claimed.meta.items() if k not in ("attempts", "failure")}
@@ -311,7 +313,7 @@ def _requeue(store: DeliveryStore, events: Sequence[FailedEvent]) -> int:
         failed=store.failed.key,
         queue=store.queue.key,
         reasons=store.keys.failed_reasons,
-        pairs=[(event.id, event.reason) for event in events],
+        pairs=list(events),
     )
     return len(moved)
 

@@ -1,29 +1,35 @@
-"""The ``flask intercom`` commands."""
+"""The ``flask intercom`` commands (those for failed events are in ``cli_failures.py``)."""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 import click
-import redis
-from flask import current_app
+from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from .backlog import read_status
-from .backlog import requeue_failed as requeue_failed_events
+from .cli_failures import DURATION, failed, purge_failed_command, requeue_failed_command
 from .client import IntercomClient
-from .errors import IntercomAPIError, IntercomEventsError
+from .config import Settings
+from .errors import ConfigurationError, IntercomAPIError, IntercomEventsError
 from .events import Event, Identity
-from .presence import Presence
-from .ratelimit import RateBudget
+from .metrics import make_registry, render, serve
 from .sandbox.cli import main as sandbox_main
 from .state import state_of
+from .status_report import (
+    Snapshot,
+    connect_reader,
+    delivery_store,
+    lines,
+    problems,
+    read_snapshot,
+    report,
+)
 from .store import DeliveryStore
-from .worker import DeliveryWorker, connect_worker_redis
+from .worker import DeliveryWorker
 
 __all__ = ["intercom_cli"]
 
@@ -65,133 +71,175 @@ def flush_spool() -> None:
     help="Requests in flight at most (default: INTERCOM_EVENTS_WORKER_CONCURRENCY, 32).",
 )
 @click.option("--queue", "queue_name", default=None, help="Queue (default: INTERCOM_EVENTS_QUEUE).")
-def worker(burst: bool, concurrency: int | None, queue_name: str | None) -> None:
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    default=None,
+    help="Serve Prometheus metrics on this port, at /metrics (default: "
+    "INTERCOM_EVENTS_METRICS_PORT; none). Needs the metrics extra.",
+)
+@click.option(
+    "--metrics-host",
+    default="0.0.0.0",  # Prometheus scrapes from another machine
+    show_default=True,
+    help="Address the metrics endpoint listens on.",
+)
+def worker(
+    burst: bool,
+    concurrency: int | None,
+    queue_name: str | None,
+    metrics_port: int | None,
+    metrics_host: str,
+) -> None:
     """Deliver queued events to Intercom until SIGTERM (or, with --burst, until done).
 
     One process keeps up to --concurrency requests in flight and shares the rate budget
     (INTERCOM_EVENTS_RATE_LIMIT) with every other worker using the same access token. The
     first SIGTERM or Ctrl-C finishes the requests in flight and puts the rest back on the
-    queue; a second one stops at once.
+    queue; a second one stops at once. With --metrics-port, /metrics gives the queue's
+    figures (read from Redis at each scrape) and this worker's counters.
     """
 
     if not logging.getLogger().handlers:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
-    DeliveryWorker(
-        current_app._get_current_object(),  # type: ignore[attr-defined]
-        concurrency=concurrency,
-        queue_name=queue_name,
-        burst=burst,
-    ).run()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    settings = state_of(app).settings
+    port = metrics_port if metrics_port is not None else configured_metrics_port(app)
+    observer = None
+    if port is not None:
+        try:
+            registry, observer = make_registry(
+                _snapshot_reader(settings, queue_name or settings.queue), observer=True
+            )
+        except ConfigurationError as exc:
+            raise click.ClickException(str(exc)) from None
+    delivery = DeliveryWorker(
+        app, concurrency=concurrency, queue_name=queue_name, burst=burst, observer=observer
+    )
+    if port is not None:
+        try:
+            serve(registry, port, metrics_host)
+        except ConfigurationError as exc:
+            raise click.ClickException(str(exc)) from None
+    delivery.run()
+
+
+def configured_metrics_port(app: Flask) -> int | None:
+    """``INTERCOM_EVENTS_METRICS_PORT``: from the checked settings when they have it, else
+    read (and checked) here."""
+    settings = state_of(app).settings
+    if hasattr(settings, "metrics_port"):
+        value = settings.metrics_port
+        return None if value is None else int(value)
+    raw = app.config.get("INTERCOM_EVENTS_METRICS_PORT")
+    if raw is None or raw == "":
+        return None
+    try:
+        port = int(str(raw).strip())
+    except ValueError:
+        port = -1
+    if isinstance(raw, bool) or not 0 < port <= 65535:
+        raise click.ClickException(
+            f"INTERCOM_EVENTS_METRICS_PORT must be a port number (1 to 65535), got {raw!r}"
+        )
+    return port
+
+
+def _snapshot_reader(settings: Settings, queue: str) -> Callable[[], Snapshot]:
+    """Read a snapshot of ``queue`` on a connection of its own (scrapes come from the
+    metrics server's threads, not the worker's loop)."""
+    store = DeliveryStore(
+        connect_reader(settings.redis_url), queue, failure_ttl=settings.failure_ttl
+    )
+    return lambda: read_snapshot(settings, store, reader="metrics")
+
+
+@intercom_cli.command("metrics")
+@click.option("--queue", "queue_name", default=None, help="Queue (default: INTERCOM_EVENTS_QUEUE).")
+def metrics(queue_name: str | None) -> None:
+    """Print the queue's Prometheus metrics once (for node_exporter's textfile collector).
+
+    The same queue-wide gauges a worker serves with --metrics-port, read from Redis now;
+    the counters and the request-duration histogram are each worker's own, served only by
+    the workers. With Redis down, intercom_events_redis_up is 0 and the spool is counted.
+    """
+    settings = state_of(current_app).settings
+    try:
+        registry, _ = make_registry(
+            _snapshot_reader(settings, queue_name or settings.queue), observer=False
+        )
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(render(registry), nl=False)
 
 
 @intercom_cli.command("status")
 @click.option("--queue", "queue_name", default=None, help="Queue (default: INTERCOM_EVENTS_QUEUE).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def status(queue_name: str | None, as_json: bool) -> None:
-    """Where every event is: queued, in flight, scheduled for a retry, failed (by reason),
-    spooled on this machine; the workers; and the current rate window."""
-
-    state = state_of(current_app)
-    settings = state.settings
-    with _delivery_store(queue_name) as store:
-        found = read_status(store, Presence(store.connection, store.name, "status", ttl=1))
-        budget = (
-            RateBudget(
-                store.connection,
-                settings.access_token,
-                allowance=settings.window_budget,
-                window=settings.rate_window,
-            ).state()
-            if settings.access_token
-            else None
-        )
-    spooled = state.intake.spool.count() if state.intake is not None else 0
-    report = {
-        "queue": store.name,
-        "queued": found.waiting,
-        "queued_detail": {
-            "intake": found.intake,
-            "moving": found.moving,
-            "rq_queue": found.queued,
-        },
-        "in_flight": found.in_flight,
-        "scheduled": found.scheduled,
-        "next_retry_in": found.next_retry_in,
-        "failed": found.failed,
-        "failed_by_reason": found.failed_by_reason,
-        "spooled": spooled,
-        "counters": found.counters,
-        "workers": [{"name": w.name, "alive": w.alive, **w.details} for w in found.workers],
-        "rate_window": None
-        if budget is None
-        else {
-            "allowance": budget.allowance,
-            "used": budget.used,
-            "window_seconds": settings.rate_window,
-            "resets_in": round(budget.resets_in, 3),
-            "blocked_for": round(budget.blocked_for, 3),
-            "intercom_limit": budget.intercom_limit,
-        },
-    }
-    if as_json:
-        click.echo(json.dumps(report, indent=2, sort_keys=True))
-        return
-    detail = {"intake": found.intake, "moving": found.moving, "rq_queue": found.queued}
-    click.echo(f"Queue {store.name!r}")
-    click.echo(
-        f"  queued      {found.waiting:>8}   (intake {detail['intake']}, moving "
-        f"{detail['moving']}, RQ queue {detail['rq_queue']})"
-    )
-    click.echo(f"  in flight   {found.in_flight:>8}")
-    when = "" if found.next_retry_in is None else f"   (next in {found.next_retry_in:.1f} s)"
-    click.echo(f"  scheduled   {found.scheduled:>8}{when}")
-    click.echo(f"  failed      {found.failed:>8}")
-    for reason, count in found.failed_by_reason.items():
-        click.echo(f"    {count:>8}  {reason}")
-    where = state.intake.spool.directory if state.intake is not None else "-"
-    click.echo(f"  spooled     {spooled:>8}   (this machine: {where})")
-    counters = ", ".join(f"{k} {v}" for k, v in sorted(found.counters.items())) or "none yet"
-    click.echo(f"  counters    {counters}")
-    if budget is not None:
-        blocked = (
-            f"; every worker waits {budget.blocked_for:.1f} s (429)"
-            if budget.blocked_for > 0
-            else ""
-        )
-        click.echo(
-            f"  rate        {budget.used} of {budget.allowance} calls used in this "
-            f"{settings.rate_window:g} s window, resets in {budget.resets_in:.1f} s{blocked}"
-        )
-    alive = [w for w in found.workers if w.alive]
-    click.echo(
-        f"  workers     {len(alive)} alive"
-        + (f", {len(found.workers) - len(alive)} gone" if len(alive) < len(found.workers) else "")
-    )
-    for info in alive:
-        click.echo(
-            f"    {info.name}: {info.details.get('in_flight', '?')} in flight of "
-            f"{info.details.get('concurrency', '?')}"
-        )
-
-
-@intercom_cli.command("requeue-failed")
 @click.option(
-    "--reason",
-    default=None,
-    help="Only failures with this reason, or one word of it: e.g. 401, 404, not_found, "
-    "network (see `flask intercom status`).",
+    "--check",
+    is_flag=True,
+    help="For monitoring: exit 3 if Redis does not answer, 4 if events wait and no worker "
+    "is alive, 5 if the oldest waiting event is older than --max-age, 6 if events failed "
+    "(with --fail-on-failed); 0 otherwise.",
 )
-@click.option("--queue", "queue_name", default=None, help="Queue (default: INTERCOM_EVENTS_QUEUE).")
-def requeue_failed(reason: str | None, queue_name: str | None) -> None:
-    """Put failed events back on the queue, with a fresh retry history."""
-    with _delivery_store(queue_name) as store:
-        total = int(store.connection.zcard(store.failed.key))
-        with click.progressbar(length=total, label="Requeueing failed events") as bar:
-            requeued = requeue_failed_events(store, reason, progress=bar.update)
-    what = f" with reason {reason!r}" if reason else ""
-    click.echo(f"Requeued {requeued} of {total} failed event(s){what}.")
+@click.option(
+    "--max-age",
+    type=DURATION,
+    default=None,
+    help="With --check (implied): how long the oldest waiting event may wait, e.g. 15m.",
+)
+@click.option(
+    "--fail-on-failed",
+    is_flag=True,
+    help="With --check (implied): failed events are a problem too.",
+)
+@click.option(
+    "--recount",
+    is_flag=True,
+    help="Count the failed events by reading them all first (after another tool, e.g. "
+    "rq-dashboard, deleted or requeued failed jobs).",
+)
+def status(
+    *,
+    queue_name: str | None,
+    as_json: bool,
+    check: bool,
+    max_age: float | None,
+    fail_on_failed: bool,
+    recount: bool,
+) -> None:
+    """Where every event is: queued (and since when), the drain rate and ETA, in flight,
+    scheduled for a retry, failed (by reason), spooled on this machine; the workers; the
+    rate window. Redis down: this machine's spool, and exit code 3."""
+
+    settings = state_of(current_app).settings
+    with delivery_store(settings, queue_name) as store:
+        snapshot = read_snapshot(settings, store, recount=recount)
+    check = check or max_age is not None or fail_on_failed
+    found = problems(snapshot, max_age=max_age, fail_on_failed=fail_on_failed)
+    if not check:
+        found = [problem for problem in found if problem.kind == "redis_down"]
+    code = found[0].exit_code if found else 0
+    if as_json:
+        document = report(snapshot)
+        if check:
+            document["check"] = {
+                "exit_code": code,
+                "problems": [{"kind": p.kind, "message": p.message} for p in found],
+            }
+        click.echo(json.dumps(document, indent=2, sort_keys=True))
+    else:
+        for line in lines(snapshot):
+            click.echo(line)
+        if check:
+            click.echo(f"check       {'OK' if not found else f'FAILED (exit {code})'}")
+            for problem in found:
+                click.echo(f"  {problem.message}")
+    if code:
+        raise SystemExit(code)
 
 
 @intercom_cli.command("send")
@@ -345,18 +393,5 @@ def sandbox(args: tuple[str, ...]) -> None:
     raise SystemExit(sandbox_main(argv, prog="flask intercom sandbox"))
 
 
-@contextmanager
-def _delivery_store(queue_name: str | None) -> Iterator[DeliveryStore]:
-    """The app's delivery queue on a fresh connection; a Redis failure becomes a clear error."""
-    settings = state_of(current_app).settings
-    connection = connect_worker_redis(settings.redis_url)
-    try:
-        yield DeliveryStore(
-            connection, queue_name or settings.queue, failure_ttl=settings.failure_ttl
-        )
-    except redis.RedisError as exc:
-        raise click.ClickException(
-            f"Redis (INTERCOM_EVENTS_REDIS_URL) did not answer: {exc}"
-        ) from exc
-    finally:
-        connection.close()
+for _command in (failed, purge_failed_command, requeue_failed_command):
+    intercom_cli.add_command(_command)

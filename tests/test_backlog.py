@@ -44,7 +44,7 @@ def budget(connection: redis.Redis) -> RateBudget:
 
 def fail(store: DeliveryStore, budget: RateBudget, reasons: list[str]) -> None:
     """Track one event per reason and fail it with that reason."""
-    start = store.connection.llen(store.queue.key)
+    start = int(store.connection.hget(store.keys.stats, "collected") or 0)  # ids never reused
     store.connection.rpush(
         store.keys.intake,
         *(
@@ -173,3 +173,36 @@ def test_rqs_own_cleanup_fails_an_abandoned_event_visibly(
 )
 def test_reason_matches(reason: str, wanted: str, matches: bool) -> None:
     assert reason_matches(reason, wanted) is matches
+
+
+@pytest.mark.parametrize("wanted", [None, "404"])
+def test_requeue_failed_takes_every_batch(
+    store: DeliveryStore, budget: RateBudget, wanted: str | None
+) -> None:
+    """More failures than one batch (500): each requeued batch leaves the registry while it
+    is read, and none of the next is skipped."""
+    plenty = RateBudget(store.connection, "plenty", allowance=10_000, window=60)
+    for _ in range(30):
+        fail(store, plenty, ["404 not_found"] * 40 + ["400 bad"])
+    assert requeue_failed(store, wanted) == (1230 if wanted is None else 1200)
+    assert store.queue.count == (1230 if wanted is None else 1200)
+    assert reasons(store) == ({} if wanted is None else {"400 bad": 30})
+
+
+def test_the_last_error_falls_back_to_the_jobs_exc_info(
+    store: DeliveryStore, budget: RateBudget
+) -> None:
+    """A failed job whose ``meta`` leaves the description to RQ's ``exc_info`` (as a compact
+    record would) still lists its last error."""
+    store.connection.rpush(
+        store.keys.intake,
+        encode_line("e-x", {"event_name": "ran", "created_at": 1_700_000_000, "user_id": "1"}),
+    )
+    store.collect(WORKER, 10, None)
+    [job] = store.claim(WORKER, 1, budget, 60, probe_every=30).jobs
+    store.settle(
+        WORKER,
+        failures=[Failure(job, "400 bad", "HTTP 400 bad: no", {"failure": {"reason": "400 bad"}})],
+    )
+    [listed] = failed_events(store)
+    assert listed.last_error == "HTTP 400 bad: no"
