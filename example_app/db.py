@@ -11,6 +11,7 @@ import os
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import NullPool
 
 
 class Base(DeclarativeBase):
@@ -26,6 +27,9 @@ def init_db(app: Flask) -> None:
     """Bind ``db`` to ``app`` and create the tables that are missing."""
     path = app.config["DATABASE"]
     app.config.setdefault("SQLALCHEMY_DATABASE_URI", f"sqlite:///{os.path.abspath(path)}")
+    # A SQLite file opens in microseconds: no pool of connections left open when an app (one
+    # per test, say) is thrown away.
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"poolclass": NullPool})
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)  # the instance folder
     db.init_app(app)
     # The models (users.py, reports.py) are defined by now: create_app imports the views,

@@ -211,6 +211,7 @@ class Settler:
             plan.retries.append(Retry(job, now + settlement.delay, meta, settlement.reason))
             return
         meta["failure"] = _failure_record(error, settlement, now)
+        meta.pop("last_error", None)  # the description, in the job's exc_info
         description = f"{settlement.why}: {_describe(error)}"
         plan.failures.append((Failure(job, settlement.reason, description, meta), error))
 
@@ -348,17 +349,14 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _failure_record(error: BaseException, settlement: Settlement, now: float) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "reason": settlement.reason,
-        "why": settlement.why,
-        "attempts": settlement.attempts.total,
-        "failed_at": round(now, 3),
-    }
+def _failure_record(
+    error: BaseException, settlement: Settlement, now: float
+) -> dict[str, Any]:
+    # Compact: a failed event may wait a year. The words (why, Intercom's message and
+    # request id) are in the job's exc_info; the attempts in meta["attempts"].
+    record: dict[str, Any] = {"reason": settlement.reason, "failed_at": round(now, 3)}
     if isinstance(error, IntercomAPIError):
-        record.update(
-            status=error.status, code=error.code, message=error.message, request_id=error.request_id
-        )
+        record.update(status=error.status, code=error.code)
     else:
-        record.update(type=type(error).__name__, message=str(error))
+        record["type"] = type(error).__name__
     return record

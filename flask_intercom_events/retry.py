@@ -188,14 +188,12 @@ class Attempts:
 
     def to_meta(self) -> dict[str, Any]:
         """The JSON form stored in ``job.meta["attempts"]``."""
-        meta: dict[str, Any] = {
-            "total": self.total,
-            "throttled": self.throttled,
-            "not_found": self.not_found,
-            "first_at": self.first_at,
-        }
-        if self.after_contact:
-            meta["after_contact"] = self.after_contact
+        meta: dict[str, Any] = {"total": self.total}
+        for name in ("throttled", "not_found", "after_contact"):
+            if getattr(self, name):  # zero counts are left out: read back as 0
+                meta[name] = getattr(self, name)
+        if self.first_at is not None:
+            meta["first_at"] = round(self.first_at, 3)
         return meta
 
     @classmethod

@@ -263,7 +263,8 @@ def test_drill_e_404_is_retried_then_failed_with_the_reason(
     assert emulator.stats.by_status[404] in (5 * 3 + 1, 5 * 3 + 2)
     for job_id in setup.failed_ids():
         job = Job.fetch(job_id, connection=setup.connection, serializer=JSONSerializer)
-        assert job.meta["failure"]["why"] == "the contact was still not found after 3 tries"
+        assert job.meta["failure"]["reason"] == "404 not_found"
+        assert (job._exc_info or "").startswith("the contact was still not found after 3 tries")
         assert job.meta["attempts"]["not_found"] == 3
 
 

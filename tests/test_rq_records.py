@@ -45,6 +45,23 @@ OURS_ONLY: dict[str, dict[str, str]] = {
 RQS_ONLY: dict[str, dict[str, str]] = {
     "failed": {"results": "an rq:results stream per failure costs 4.7 KB of Redis"},
 }
+#: Fields of RQ's failed job that ours leaves out: RQ reads each as optional, and a failed
+#: event may wait a year (each field costs 40 to 70 bytes).
+RQS_ONLY_FIELDS: dict[str, set[str]] = {
+    "failed": {
+        "success_callback_name",
+        "failure_callback_name",
+        "stopped_callback_name",
+        "group_id",
+        "last_heartbeat",
+        "worker_name",
+        "timeout",
+        "result_ttl",
+        "failure_ttl",
+        "enqueued_at",
+        "started_at",
+    },
+}
 
 
 @pytest.fixture
@@ -93,10 +110,13 @@ def compare(ours: dict[str, Any], theirs: dict[str, Any], state: str) -> None:
     only_ours = set(ours["fields"]) - set(theirs["fields"])
     only_theirs = set(theirs["fields"]) - set(ours["fields"])
     assert only_ours == set(OURS_ONLY.get(state, {})), (state, only_ours)
-    assert only_theirs == set(), (state, only_theirs)
+    assert only_theirs == RQS_ONLY_FIELDS.get(state, set()), (state, only_theirs)
     allowed_keys = {"rq:results:<id>"} if "results" in RQS_ONLY.get(state, {}) else set()
     assert set(theirs["keys"]) - set(ours["keys"]) == allowed_keys, state
-    for name in ("status", "worker_name", "started_at", "ended_at", "in_started", "in_failed"):
+    compared: tuple[str, ...] = ("status", "ended_at", "in_started", "in_failed")
+    if state != "failed":  # what a failed job of ours leaves out (see RQS_ONLY_FIELDS)
+        compared += ("worker_name", "started_at")
+    for name in compared:
         assert ours[name] == theirs[name], (state, name, ours[name], theirs[name])
     assert ours["executions"] == theirs["executions"], state
 

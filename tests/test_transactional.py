@@ -70,7 +70,7 @@ def dropped() -> Iterator[list[tuple[str, str]]]:
 
 
 @pytest.fixture
-def shop(tmp_path: Path, redis_url: str) -> Shop:
+def shop(tmp_path: Path, redis_url: str) -> Iterator[Shop]:
     app = build_app(
         tmp_path, redis_url, SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'shop.sqlite3'}"
     )
@@ -138,7 +138,9 @@ def shop(tmp_path: Path, redis_url: str) -> Shop:
         intercom.track("viewed-plain")  # no database: nothing changes
         return "ok"
 
-    return Shop(app, intercom, db, redis_url)
+    yield Shop(app, intercom, db, redis_url)
+    with app.app_context():
+        db.engine.dispose()  # the pool's SQLite connections, closed rather than collected
 
 
 # --- in a request -------------------------------------------------------------------------
