@@ -206,6 +206,9 @@ def _listed(claimed: ClaimedJob, reason: str, score: float) -> FailedEvent:
     payload = claimed.payload or {}
     contact = payload.get("user_id") or payload.get("email") or payload.get("id") or "?"
     attempts = claimed.meta.get("attempts")
+    failure = claimed.meta.get("failure")
+    if isinstance(failure, dict) and isinstance(failure.get("attempts"), int):
+        attempts = {"total": failure["attempts"]}  # a failed event's compact record
     created = payload.get("created_at")
     return FailedEvent(
         id=claimed.id,
@@ -257,13 +260,21 @@ def failed_events(
                 continue
             at = float(score)
             if not scheduled:
-                failure = claimed.meta.get("failure")
-                if isinstance(failure, dict) and isinstance(failure.get("failed_at"), (int, float)):
-                    at = float(failure["failed_at"])
+                at = _failed_at(claimed, at)
             yield _listed(claimed, why, at)
             found += 1
             if limit is not None and found >= limit:
                 return
+
+
+def _failed_at(claimed: ClaimedJob, otherwise: float) -> float:
+    """When a job failed: its record's ``failed_at`` (kept by earlier versions), else RQ's
+    ``ended_at``, else ``otherwise``."""
+    failure = claimed.meta.get("failure")
+    if isinstance(failure, dict) and isinstance(failure.get("failed_at"), (int, float)):
+        return float(failure["failed_at"])
+    ended = claimed.job.ended_at if claimed.job is not None else None
+    return ended.timestamp() if ended is not None else otherwise
 
 
 def _read(store: DeliveryStore, ids: Sequence[str]) -> list[ClaimedJob]:

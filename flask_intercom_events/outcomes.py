@@ -210,7 +210,8 @@ class Settler:
             )
             plan.retries.append(Retry(job, now + settlement.delay, meta, settlement.reason))
             return
-        meta["failure"] = _failure_record(error, settlement, now)
+        meta["failure"] = _failure_record(settlement)
+        meta.pop("attempts", None)  # the count is in the record; the rest served retries
         meta.pop("last_error", None)  # the description, in the job's exc_info
         description = f"{settlement.why}: {_describe(error)}"
         plan.failures.append((Failure(job, settlement.reason, description, meta), error))
@@ -349,14 +350,8 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _failure_record(
-    error: BaseException, settlement: Settlement, now: float
-) -> dict[str, Any]:
-    # Compact: a failed event may wait a year. The words (why, Intercom's message and
-    # request id) are in the job's exc_info; the attempts in meta["attempts"].
-    record: dict[str, Any] = {"reason": settlement.reason, "failed_at": round(now, 3)}
-    if isinstance(error, IntercomAPIError):
-        record.update(status=error.status, code=error.code)
-    else:
-        record["type"] = type(error).__name__
-    return record
+def _failure_record(settlement: Settlement) -> dict[str, Any]:
+    # Compact: a failed event may wait a year. The reason says the status and code; the
+    # words (why, Intercom's message and request id) are in the job's exc_info, the time in
+    # RQ's ended_at.
+    return {"reason": settlement.reason, "attempts": settlement.attempts.total}

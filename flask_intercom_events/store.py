@@ -61,6 +61,7 @@ _NOT_KEPT_WHEN_FAILED = (
     "failure_ttl",
     "enqueued_at",
     "started_at",
+    "description",  # "Intercom event '<name>'": the name is in the payload
 )
 
 # RQ 3 keeps an index of each worker's executions; RQ 2 has no such argument.

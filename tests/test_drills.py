@@ -265,7 +265,7 @@ def test_drill_e_404_is_retried_then_failed_with_the_reason(
         job = Job.fetch(job_id, connection=setup.connection, serializer=JSONSerializer)
         assert job.meta["failure"]["reason"] == "404 not_found"
         assert (job._exc_info or "").startswith("the contact was still not found after 3 tries")
-        assert job.meta["attempts"]["not_found"] == 3
+        assert job.meta["failure"]["attempts"] == 3
 
 
 def test_drill_nothing_is_lost_when_stopped_repeatedly(

@@ -60,6 +60,7 @@ RQS_ONLY_FIELDS: dict[str, set[str]] = {
         "failure_ttl",
         "enqueued_at",
         "started_at",
+        "description",
     },
 }
 
@@ -216,7 +217,7 @@ def test_a_failed_event_is_recorded_as_rqs_worker_records_a_failed_job(
     # What RQ's tools show for the failure: RQ's from its result, ours from exc_info.
     job = Job.fetch(ours_id, connection=connection, serializer=JobSerializer)
     assert "HTTP 404 not_found" in (job._exc_info or "")
-    assert job.meta["failure"]["status"] == 404
+    assert job.meta["failure"] == {"reason": "404 not_found", "attempts": 1}
 
 
 def test_a_delivered_event_leaves_what_rqs_worker_leaves_for_a_job_done(
