@@ -38,19 +38,39 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class _PortTaken(Exception):
+    """Another process listens on the port chosen."""
+
+
 class RedisServer:
     """One ``redis-server`` on 127.0.0.1, with its data directory, restartable in place."""
 
     def __init__(self, directory: Path, port: int | None = None) -> None:
         self.directory = directory
+        self._chosen = port is None  # a free port of ours: another may be taken if it is gone
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self._started_once = False
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> None:
+        """Start it; on a port of its own choosing, once more on another port if something
+        else (another test run on this machine) took the first meanwhile."""
+        for attempt in range(3):
+            try:
+                self._start(timeout)
+            except _PortTaken:
+                if not self._chosen or self._started_once or attempt == 2:
+                    raise RuntimeError(f"port {self.port} is taken by another process") from None
+                self.port = free_port()
+                continue
+            self._started_once = True
+            return
+
+    def _start(self, timeout: float) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         options = {
             "port": str(self.port),
@@ -74,12 +94,17 @@ class RedisServer:
         try:
             while True:
                 try:
-                    client.ping()
-                    return
+                    # Ours, not another run's redis-server that holds the same port.
+                    if client.info("server")["process_id"] == self.process.pid:
+                        return
+                    self.process.wait(timeout)
+                    raise _PortTaken
                 except redis.ConnectionError:
                     if self.process.poll() is not None or time.monotonic() > deadline:
                         log = self.directory / "redis.log"
                         text = log.read_text() if log.exists() else ""
+                        if "Address already in use" in text:
+                            raise _PortTaken from None
                         raise RuntimeError(f"redis-server did not start:\n{text}") from None
                     time.sleep(0.02)
         finally:
