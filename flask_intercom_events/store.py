@@ -301,10 +301,21 @@ class DeliveryStore:
         self.failed.add(job, ttl=self.failure_ttl, exc_string=description, pipeline=pipe)
         # No rq:results stream (4.7 KB each with Redis's default stream-node-max-bytes): the
         # description goes to the job's exc_info, which RQ reads when there is no result.
-        job.save(pipeline=pipe)
-        # A failed event waits, maybe for a year: the fields RQ reads as optional, empty or
-        # of no use once it failed, go (each costs 40 to 70 bytes in a hash table).
-        pipe.hdel(job.key, *_NOT_KEPT_WHEN_FAILED)
+        # A failed event waits, maybe for a year: the record is written again without the
+        # fields RQ reads as optional, empty or of no use once it failed (each costs 40 to 70
+        # bytes in a hash table), as a new hash (one whose fields were deleted keeps the
+        # table sized for all of them: 200 bytes more).
+        record = job.to_dict()
+        pipe.delete(job.key)
+        pipe.hset(
+            job.key,
+            mapping={
+                field: value
+                for field, value in record.items()
+                if field not in _NOT_KEPT_WHEN_FAILED
+            },
+        )
+        pipe.expire(job.key, self.failure_ttl)  # as RQ's registry set it
         pipe.hincrby(self.keys.failed_reasons, reason, 1)
 
     # --- moving back -----------------------------------------------------------------------

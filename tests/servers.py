@@ -3,6 +3,7 @@ says (or nothing), and a proxy that makes a real Redis slow."""
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import threading
@@ -52,6 +53,8 @@ class _Listener:
 
     def close(self) -> None:
         self._closing.set()
+        with contextlib.suppress(OSError):  # wakes the acceptor, left blocked in accept()
+            self._socket.shutdown(socket.SHUT_RDWR)
         self._socket.close()
         self._acceptor.join(5)
         with self._lock:
