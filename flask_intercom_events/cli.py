@@ -16,6 +16,7 @@ from .client import IntercomClient
 from .config import Settings
 from .errors import ConfigurationError, IntercomAPIError, IntercomEventsError
 from .events import Event, Identity
+from .json_text import parse_json
 from .metrics import make_registry, render, serve
 from .sandbox.cli import main as sandbox_main
 from .state import state_of
@@ -282,7 +283,7 @@ def send(
         if not equals:
             raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--metadata")
         try:
-            metadata[key] = json.loads(raw)
+            metadata[key] = parse_json(raw)
         except ValueError:
             metadata[key] = raw
     try:

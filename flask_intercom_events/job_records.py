@@ -22,6 +22,7 @@ import redis
 from rq import Queue
 from rq.job import Job
 
+from .json_text import parse_json
 from .lines import decode_line, encode_line
 
 __all__ = [
@@ -70,7 +71,7 @@ class JobSerializer:
             if isinstance(inner, (bytes, str)) and len(value) == 1:
                 return JobSerializer.loads(inner)
             return value
-        return json.loads(raw)
+        return parse_json(raw)
 
 
 def describe(payload: Mapping[str, Any]) -> str:

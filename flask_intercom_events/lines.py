@@ -14,6 +14,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from .json_text import parse_json
+
 __all__ = ["decode_line", "encode_line"]
 
 
@@ -34,7 +36,7 @@ def decode_line(line: bytes | str) -> tuple[str, dict[str, Any]]:
         uuid, body = head.decode("ascii"), rest
     else:
         raise ValueError("not an event line (<uuid> <JSON object>)")
-    payload = json.loads(body)
+    payload = parse_json(body)
     if not isinstance(payload, dict):
         raise ValueError("the event is not a JSON object")
     return uuid, payload

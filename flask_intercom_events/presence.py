@@ -18,6 +18,8 @@ from typing import Any
 import redis
 import rq
 
+from .json_text import parse_json
+
 __all__ = ["Presence"]
 
 _DETAILS = "intercom"
@@ -108,7 +110,7 @@ class Presence:
                 result[name] = None
                 continue
             try:
-                loaded = json.loads(raw) if raw else {}
+                loaded = parse_json(raw) if raw else {}
             except ValueError:
                 loaded = {}
             result[name] = loaded if isinstance(loaded, dict) else {}

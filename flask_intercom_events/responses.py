@@ -35,6 +35,7 @@ from .errors import (
     UnprocessableEntityError,
     parse_error_list,
 )
+from .json_text import parse_json
 
 __all__ = [
     "REDACTED",
@@ -242,7 +243,7 @@ def error_from_answer(answer: Answer, method: str, path: str) -> IntercomAPIErro
 def json_object(answer: Answer, method: str, path: str) -> dict[str, Any]:
     """The JSON object a successful answer holds; :class:`NetworkError` otherwise."""
     try:
-        body = json.loads(answer.body)
+        body = parse_json(answer.body)
     except ValueError as exc:  # UnicodeDecodeError is one
         raise NetworkError(
             f"Intercom answered {answer.status} with a body that is not JSON: {excerpt(answer)}",
@@ -335,6 +336,6 @@ def protocol_error(detail: str) -> NoReturn:
 
 def _json_or_none(body: bytes) -> Any:
     try:
-        return json.loads(body)
+        return parse_json(body)
     except ValueError:  # UnicodeDecodeError is one
         return None

@@ -62,7 +62,7 @@ def handle_control(state: SandboxState, request: Request) -> Reply:
     try:
         body = json.loads(request.body) if request.body.strip() else None
         status, data = handler(state, body)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:
         return _reply(state, 400, {"error": str(exc)})
     return _reply(state, status, data)
 
