@@ -36,10 +36,20 @@ def test_json_is_read(text: bytes | str, expected: object) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", [DEEP, DEEP_OBJECT, DEEP.decode(), b"{truncated", b"\xff\xfe", b"", b"NaN]"]
+    ("text", "words"),
+    [
+        (DEEP, "nested too deeply"),
+        (DEEP_OBJECT, "nested too deeply"),
+        (DEEP.decode(), "nested too deeply"),
+        (b"{truncated", "Expecting property name"),
+        (b"\xff\xfe", "Expecting value"),  # a UTF-16 mark, and nothing after it
+        (b"\xff\xff", "codec can't decode"),
+        (b"", "Expecting value"),
+        (b"NaN]", "Extra data"),
+    ],
 )
-def test_what_is_not_json_is_a_value_error(text: bytes | str) -> None:
-    with pytest.raises(ValueError):
+def test_what_is_not_json_is_a_value_error(text: bytes | str, words: str) -> None:
+    with pytest.raises(ValueError, match=words):
         parse_json(text)
 
 
