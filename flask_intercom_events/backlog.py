@@ -198,6 +198,8 @@ def _reason_of(claimed: ClaimedJob, *, scheduled: bool) -> str:
         return str(entry["reason"])
     if claimed.job is None:
         return "unknown (job expired)"
+    if claimed.problem is not None:  # a record that cannot be read, failed as such
+        return claimed.problem_reason
     # Failed by RQ itself, e.g. its started registry cleanup ("AbandonedJobError").
     return "other (see the job's exc_info)"
 
@@ -216,7 +218,7 @@ def _listed(claimed: ClaimedJob, reason: str, score: float) -> FailedEvent:
         contact=str(contact),
         created_at=created if isinstance(created, int) else None,
         reason=reason,
-        attempts=int(attempts.get("total", 0)) if isinstance(attempts, dict) else 0,
+        attempts=_count(attempts.get("total", 0)) if isinstance(attempts, dict) else 0,
         last_error=str(
             claimed.meta.get("last_error")
             # RQ's exc_info as read from the record (job.exc_info would read rq:results too)
@@ -313,7 +315,7 @@ def _requeue(store: DeliveryStore, events: Sequence[tuple[str, str]]) -> int:
             if claimed.job is None:
                 continue
             meta = {k: v for k, v in claimed.meta.items() if k not in ("attempts", "failure")}
-            meta["requeued"] = int(meta.get("requeued", 0)) + 1
+            meta["requeued"] = _count(meta.get("requeued", 0)) + 1
             claimed.job.meta = meta
             claimed.job.ended_at = None
             claimed.job.set_status(JobStatus.QUEUED, pipeline=pipe)
@@ -356,7 +358,9 @@ def purge_failed(
                     Result.get_key(event.id),  # type: ignore[no-untyped-call]
                     ExecutionRegistry(event.id, store.connection).key,
                 )
-                pipe.hincrby(store.keys.failed_reasons, event.reason, -1)
+                store.scripts.add_counts(
+                    counters=store.keys.failed_reasons, amounts={event.reason: -1}, client=pipe
+                )
                 deleted += 1
             pipe.execute()
     _drop_empty_reasons(store)
@@ -389,7 +393,20 @@ def _pairs(flat: Any) -> dict[str, int]:
         items = list(flat.items())
     else:
         items = list(zip(flat[::2], flat[1::2], strict=True))
-    return {_text(key): int(value) for key, value in items}
+    return {_text(key): _count(value) for key, value in items}
+
+
+def _count(value: object) -> int:
+    """A counter as stored; one that is not an integer (written by hand or by another tool:
+    the next count starts it again, ``status --recount`` rebuilds it) reads as 0."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, (bytes, str)):
+        try:
+            return int(value)
+        except ValueError:
+            return 0
+    return 0
 
 
 def _sorted(counts: dict[str, int]) -> dict[str, int]:

@@ -141,9 +141,12 @@ def collect(
                 {"failure": {"reason": "unreadable", "attempts": 0}},
             )
         pipe.delete(moving)
-        pipe.hincrby(keys.stats, "collected", len(lines))
-        if collapsed:
-            pipe.hincrby(keys.stats, "collapsed", len(collapsed))
+        counted = {"collected": len(lines), "collapsed": len(collapsed)}
+        store.scripts.add_counts(
+            counters=keys.stats,
+            amounts={field: count for field, count in counted.items() if count},
+            client=pipe,
+        )
         pipe.execute()
     return Collected(len(datas), failed_now, len(unreadable))
 

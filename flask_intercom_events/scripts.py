@@ -4,12 +4,13 @@ Lua is kept to what must be atomic: spending the rate budget while taking jobs, 
 ids between the lists, sets and registries that say where an event is. Job records
 themselves are written with RQ's own API (see ``store.py``). Each ``.lua`` file starts with
 a header naming its KEYS and ARGV; :class:`Scripts` calls each through one method with named
-arguments. ``budget.lua`` is a library of functions, prepended to the scripts that use it.
+arguments. ``budget.lua`` and ``counter.lua`` are libraries of functions, prepended to the
+scripts that use them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -18,17 +19,24 @@ import redis
 
 __all__ = ["Scripts", "source"]
 
-#: Scripts that call the budget's functions.
-_USES_BUDGET = frozenset({"take", "observe", "budget_state", "claim"})
+#: The libraries each script calls functions of.
+_LIBRARIES = {
+    "take": ("budget",),
+    "observe": ("budget",),
+    "budget_state": ("budget",),
+    "claim": ("budget",),
+    "promote": ("counter",),
+    "requeue": ("counter",),
+    "reclaim": ("counter",),
+    "add_counts": ("counter",),
+}
 
 
 @cache
 def source(name: str) -> str:
-    """The text of script ``name`` as Redis runs it (with the budget library if it uses it)."""
+    """The text of script ``name`` as Redis runs it (with the libraries it uses first)."""
     text = resources.files(__package__).joinpath(f"lua/{name}.lua").read_text("utf-8")
-    if name in _USES_BUDGET:
-        return source("budget") + "\n" + text
-    return text
+    return "\n".join([*(source(library) for library in _LIBRARIES.get(name, ())), text])
 
 
 def _clock(now: float | None) -> str | float:
@@ -54,6 +62,7 @@ class Scripts:
                 "promote",
                 "requeue",
                 "counts",
+                "add_counts",
             )
         }
 
@@ -178,6 +187,15 @@ class Scripts:
         """The ids of failed jobs moved back onto the queue."""
         args = [part for pair in pairs for part in pair]
         return self._run("requeue", [failed, queue, reasons], args, client=client)
+
+    def add_counts(self, *, counters: str, amounts: Mapping[str, int], client: Any = None) -> Any:
+        """Add ``amounts`` (field -> amount) to the hash ``counters``, in ``client`` (a
+        pipeline) if given; a field that is not an integer starts again, one at 0 or below
+        goes."""
+        args = [part for field, amount in amounts.items() for part in (field, amount)]
+        if not args:
+            return 0
+        return self._run("add_counts", [counters], args, client=client)
 
     def counts(self, *, keys: Sequence[str], moving_prefix: str, held_prefix: str) -> Any:
         """Every count of a queue at one instant (see ``counts.lua``)."""

@@ -180,9 +180,12 @@ class DeliveryStore:
             return
         reason = failure.get("reason")
         if isinstance(reason, str):
-            pipe.hincrby(self.keys.failed_reasons, reason, -1)
+            self.scripts.add_counts(
+                counters=self.keys.failed_reasons, amounts={reason: -1}, client=pipe
+            )
         meta = {k: v for k, v in claimed.meta.items() if k not in ("attempts", "failure")}
-        meta["requeued"] = int(meta.get("requeued", 0) or 0) + 1
+        requeued = meta.get("requeued")
+        meta["requeued"] = (requeued if isinstance(requeued, int) else 0) + 1
         claimed.meta = meta
         assert claimed.job is not None
         claimed.job.meta = meta
@@ -273,7 +276,9 @@ class DeliveryStore:
                 job.save(pipeline=pipe)
                 self.scheduled.schedule(job, _utc(retry.at), pipeline=pipe)
                 pipe.hset(keys.scheduled_why, job.id, retry.reason)
-                pipe.hincrby(keys.scheduled_reasons, retry.reason, 1)
+                self.scripts.add_counts(
+                    counters=keys.scheduled_reasons, amounts={retry.reason: 1}, client=pipe
+                )
             for failure in failures:
                 claimed = failure.job
                 self._forget_execution(pipe, claimed.id, claimed.execution, worker)
@@ -282,13 +287,16 @@ class DeliveryStore:
                     self.fail_now(
                         pipe, claimed.job, failure.reason, failure.description, dict(failure.meta)
                     )
-            for counter, count in (
-                ("delivered", len(delivered)),
-                ("retried", len(retries)),
-                ("failed", len(failures)),
-            ):
-                if count:
-                    pipe.hincrby(keys.stats, counter, count)
+            counted = {
+                "delivered": len(delivered),
+                "retried": len(retries),
+                "failed": len(failures),
+            }
+            self.scripts.add_counts(
+                counters=keys.stats,
+                amounts={counter: count for counter, count in counted.items() if count},
+                client=pipe,
+            )
             pipe.execute()
 
     def fail_now(
@@ -316,7 +324,7 @@ class DeliveryStore:
             },
         )
         pipe.expire(job.key, self.failure_ttl)  # as RQ's registry set it
-        pipe.hincrby(self.keys.failed_reasons, reason, 1)
+        self.scripts.add_counts(counters=self.keys.failed_reasons, amounts={reason: 1}, client=pipe)
 
     # --- moving back -----------------------------------------------------------------------
 
@@ -332,7 +340,7 @@ class DeliveryStore:
             )
             released += self._requeued(pairs, worker)
         if released:
-            self.connection.hincrby(self.keys.stats, "released", released)
+            self.scripts.add_counts(counters=self.keys.stats, amounts={"released": released})
         return released
 
     def _requeued(self, pairs: Sequence[Any], worker: str) -> int:

@@ -16,7 +16,7 @@ from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
-from flask_intercom_events.backlog import read_status
+from flask_intercom_events.backlog import failed_events, purge_failed, read_status, requeue_failed
 from flask_intercom_events.job_records import (
     DELIVER,
     ClaimedJob,
@@ -469,3 +469,67 @@ def test_status_counts_events_in_motion_once(
         readings.add(read_status(store, reader).pending)
         assert readings == {30 * (round_ + 1)}, f"round {round_}"
         readings.clear()
+
+
+def test_a_counter_written_by_hand_stops_nothing(
+    connection: redis.Redis, store: DeliveryStore, budget: RateBudget
+) -> None:
+    """A counter that is not an integer (``HSET ... delivered 1.5`` by hand, another tool):
+    Redis refuses to ``HINCRBY`` it, which once failed every transaction that counted, so a
+    worker settled nothing, ever. Each count now starts such a field again; readings take it
+    for 0."""
+    garbage = {
+        store.keys.stats: ("delivered", "1.5"),
+        store.keys.failed_reasons: ("404 not_found", "many"),
+        store.keys.scheduled_reasons: ("network", "1e3"),
+    }
+    for key, (field, value) in garbage.items():
+        connection.hset(key, field, value)
+    status = read_status(store, presence(connection))
+    assert (status.counters.get("delivered"), status.failed_by_reason) == (0, {})
+    store.register(WORKER)
+    track(store, 3)
+    store.collect(WORKER, 10, None)
+    delivered, retried, failed = store.claim(WORKER, 10, budget, 60, probe_every=30).jobs
+    now = time.time()
+    store.settle(
+        WORKER,
+        delivered=[delivered],
+        retries=[Retry(retried, now - 1, {}, "network")],
+        failures=[
+            Failure(failed, "404 not_found", "404", {"failure": {"reason": "404 not_found"}})
+        ],
+    )
+    assert store.promote_due(now) == 1
+    assert connection.hget(store.keys.stats, "delivered") == b"1"
+    assert connection.hget(store.keys.failed_reasons, "404 not_found") == b"1"
+    assert connection.hget(store.keys.scheduled_reasons, "network") is None  # promoted
+    connection.hset(store.keys.failed_reasons, "404 not_found", "garbage again")
+    assert requeue_failed(store) == 1
+    status = read_status(store, presence(connection))
+    assert (status.queued, status.failed, status.failed_by_reason) == (2, 0, {})
+
+
+def test_a_job_record_that_cannot_be_read_keeps_its_reason_to_the_end(
+    connection: redis.Redis, store: DeliveryStore, budget: RateBudget
+) -> None:
+    """A record on the queue no one can read (written by another tool): failed as
+    ``unreadable_job``, listed so, and purged so, leaving no count behind."""
+    store.register(WORKER)
+    connection.hset("rq:job:made-by-hand", mapping={"data": b"not zlib", "origin": QUEUE})
+    connection.rpush(rq_queue(connection).key, "made-by-hand")
+    (claimed,) = store.claim(WORKER, 10, budget, 60, probe_every=30).jobs
+    assert claimed.problem is not None
+    reason = claimed.problem_reason
+    store.settle(
+        WORKER,
+        failures=[
+            Failure(
+                claimed, reason, claimed.problem, {"failure": {"reason": reason, "attempts": 0}}
+            )
+        ],
+    )
+    assert [event.reason for event in failed_events(store)] == ["unreadable_job"]
+    assert read_status(store, presence(connection)).failed_by_reason == {"unreadable_job": 1}
+    assert purge_failed(store) == 1
+    assert read_status(store, presence(connection)).failed_by_reason == {}

@@ -11,7 +11,7 @@ for _, id in ipairs(ids) do
   local reason = redis.call('HGET', KEYS[3], id)
   if reason then
     redis.call('HDEL', KEYS[3], id)
-    if redis.call('HINCRBY', KEYS[4], reason, -1) <= 0 then
+    if add_to_count(KEYS[4], reason, -1) <= 0 then
       redis.call('HDEL', KEYS[4], reason)
     end
   end

@@ -34,6 +34,6 @@ redis.call('DEL', KEYS[4], KEYS[5])
 redis.call('SREM', KEYS[1], ARGV[1])
 local moved = #items + #held / 2
 if moved > 0 then
-  redis.call('HINCRBY', KEYS[9], 'reclaimed', moved)
+  add_to_count(KEYS[9], 'reclaimed', moved)
 end
 return result

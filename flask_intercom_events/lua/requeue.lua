@@ -8,7 +8,7 @@ for i = 1, #ARGV, 2 do
   local id, reason = ARGV[i], ARGV[i + 1]
   if redis.call('ZREM', KEYS[1], id) == 1 then
     redis.call('RPUSH', KEYS[2], id)
-    if reason ~= '' and redis.call('HINCRBY', KEYS[3], reason, -1) <= 0 then
+    if reason ~= '' and add_to_count(KEYS[3], reason, -1) <= 0 then
       redis.call('HDEL', KEYS[3], reason)
     end
     moved[#moved + 1] = id
