@@ -22,8 +22,10 @@ a count and fingerprints (``sha256:`` and 12 hex digits), and a token found anyw
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote
 
 from .contacts import Contact
 from .faults import Fault
@@ -78,7 +80,7 @@ def _reply(
     once as text, and rebuilt only when a token is found in it.
     """
     body = dump_json(data)
-    found = [secret for secret in state.secrets if _as_json(secret) in body]
+    found = _shown(body, state.secrets)
     if found:
         # Longest first, so a token holding another is replaced whole.
         found.sort(key=len, reverse=True)
@@ -93,10 +95,27 @@ def _as_json(text: str) -> bytes:
     return dump_json(text)[1:-1]
 
 
+def _shown(body: bytes, secrets: frozenset[str]) -> list[str]:
+    """The secrets ``body`` shows in any form: as sent, JSON-escaped, percent-encoded (a
+    query string is logged as it came, upper- or lower-case escapes, whole or in part), in
+    another case."""
+    text = body.decode("utf-8", errors="replace").lower()
+    views = (text, unquote(text))
+    return [
+        secret
+        for secret in secrets
+        if any(
+            form in view
+            for form in (secret.lower(), _as_json(secret).decode("utf-8").lower())
+            for view in views
+        )
+    ]
+
+
 def _redact(data: Any, replacements: list[tuple[str, str]]) -> Any:
     if isinstance(data, str):
         for secret, shown in replacements:
-            data = data.replace(secret, shown)
+            data = _hide(data, secret, shown)
         return data
     if isinstance(data, dict):
         return {
@@ -105,6 +124,16 @@ def _redact(data: Any, replacements: list[tuple[str, str]]) -> Any:
     if isinstance(data, (list, tuple)):
         return [_redact(item, replacements) for item in data]
     return data
+
+
+def _hide(text: str, secret: str, shown: str) -> str:
+    """``text`` with ``secret`` replaced by ``shown``, in any case; a text showing it only
+    once percent-decoded (a query string) is shown decoded."""
+    pattern = re.compile(re.escape(secret), re.IGNORECASE)
+    for form in (text, unquote(text)):
+        if pattern.search(form):
+            return pattern.sub(lambda _: shown, form)
+    return text
 
 
 def _received(state: SandboxState, _: Any) -> tuple[int, Any]:
