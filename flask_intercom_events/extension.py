@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from functools import partial
 from typing import Any, TypeAlias, TypeVar
@@ -363,7 +363,20 @@ def _attach_batch(response: Response) -> Response:
         # all again on the error's response: the batch is tied to both, handed off once.
         response.call_on_close(batch.flush)
         batch.attached = True
+        if response.is_streamed and not response.direct_passthrough:
+            # A body made as it is sent (a generator) can fail after the request's teardown,
+            # where no hook of Flask's sees it (stream_with_context keeps the request until
+            # the end, and its teardown sees it): the body itself is watched.
+            response.response = _watched(response.response, batch)
     return response
+
+
+def _watched(body: Iterable[Any], batch: RequestBatch) -> Iterator[Any]:
+    try:
+        yield from body
+    except Exception as error:  # not GeneratorExit: a client gone mid-body failed nothing
+        batch.finish(error)
+        raise
 
 
 def _finish_batch(error: BaseException | None) -> None:

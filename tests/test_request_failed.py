@@ -179,6 +179,53 @@ def test_a_stream_that_fails_midway_tracks_nothing(
     assert sorted(d["event_name"] for d in dropped) == ["exported-rows", "started-export"]
 
 
+def test_a_plain_generator_that_fails_midway_tracks_nothing(
+    tmp_path: Path, redis_url: str, dropped: list[dict[str, Any]]
+) -> None:
+    """Without ``stream_with_context`` the request is torn down before the body is sent, so
+    no teardown sees the failure: the body is watched instead."""
+    app, intercom = failing_app(tmp_path, redis_url)
+
+    @app.get("/export")
+    def export() -> Response:
+        intercom.track("started-export")
+
+        def rows() -> Iterator[str]:
+            yield "a,b\n"
+            raise Boom("the stream failed after its first row")
+
+        return Response(rows())
+
+    response = app.test_client().get("/export")
+    with pytest.raises(Boom):
+        response.get_data()
+    response.close()
+    assert names(redis_url) == []
+    assert [(d["event_name"], d["reason"]) for d in dropped] == [
+        ("started-export", "request failed")
+    ]
+
+
+def test_a_plain_generator_that_ends_well_or_is_left_sends_what_was_tracked(
+    tmp_path: Path, redis_url: str
+) -> None:
+    app, intercom = failing_app(tmp_path, redis_url)
+
+    @app.get("/export")
+    def export() -> Response:
+        intercom.track("started-export")
+        return Response(iter(["a,b\n", "1,2\n"]))
+
+    with app.test_client().get("/export") as response:
+        assert response.get_data() == b"a,b\n1,2\n"
+    # A client that goes away mid-body (the server closes the body early) did not make the
+    # work fail.
+    response = app.test_client().get("/export", buffered=False)
+    next(iter(response.response))
+    response.close()
+    assert names(redis_url) == ["started-export", "started-export"]
+
+
 def test_a_stream_that_ends_well_sends_everything_it_tracked(
     tmp_path: Path, redis_url: str
 ) -> None:
