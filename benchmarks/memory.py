@@ -53,6 +53,7 @@ sys.path.insert(0, str(ROOT))
 from flask_intercom_events import Event, Identity  # noqa: E402
 from flask_intercom_events.backlog import requeue_failed  # noqa: E402
 from flask_intercom_events.job_records import encode_line  # noqa: E402
+from flask_intercom_events.keys import seconds_prefix  # noqa: E402
 from flask_intercom_events.sandbox import Sandbox  # noqa: E402
 from flask_intercom_events.status_report import read_snapshot  # noqa: E402
 from flask_intercom_events.store import DeliveryStore  # noqa: E402
@@ -299,8 +300,8 @@ def delivered_stage(work: Path, count: int, mode: str, *, history: str) -> dict[
         if stage.emulator.stats.events != count + 10 or found.pending or found.failed:
             raise SystemExit(f"not everything was delivered: {found}")
         after = stage.server.used()
-        prefix = f"intercom-events:{QUEUE}:second:".encode()
-        claims = list(client.scan_iter(prefix.decode() + "*", count=1000))
+        prefix = seconds_prefix(TOKEN)
+        claims = list(client.scan_iter(prefix + "*", count=1000))
         claim_bytes = sum(int(client.memory_usage(k, samples=0) or 0) for k in claims)
         return {
             "events": count,
@@ -315,7 +316,9 @@ def delivered_stage(work: Path, count: int, mode: str, *, history: str) -> dict[
             "same_second_claims": len(claims),
             "claim_memory_usage_each": round(claim_bytes / len(claims), 1) if claims else 0,
             "other_keys": sorted(
-                k.decode() for k in client.scan_iter(count=1000) if not k.startswith(prefix)
+                k.decode()
+                for k in client.scan_iter(count=1000)
+                if not k.startswith(prefix.encode())
             ),
             "job_records_left": sum(1 for _ in client.scan_iter("rq:job:*")),
         }

@@ -32,8 +32,10 @@ MAX_COLLECT = 1000
 @dataclass(frozen=True)
 class SameSecond:
     """How distinct events of one contact and name get distinct seconds: moved at most
-    ``most`` seconds later (past that they are collapsed), each claim kept ``ttl`` seconds."""
+    ``most`` seconds later (past that they are collapsed), each claim kept ``ttl`` seconds,
+    under ``prefix`` (one per Intercom workspace: :func:`~.keys.seconds_prefix`)."""
 
+    prefix: str
     most: int
     ttl: int = 3600
 
@@ -98,7 +100,7 @@ def collect(
             if isinstance(p.get("created_at"), int) and not isinstance(p["created_at"], bool)
         ]
         chosen = store.scripts.seconds(
-            prefix=keys.seconds_prefix,
+            prefix=same_second.prefix,
             ttl=same_second.ttl,
             most=same_second.most,
             claims=claims,

@@ -11,17 +11,27 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["PREFIX", "QueueKeys", "budget_key"]
+__all__ = ["PREFIX", "QueueKeys", "budget_key", "seconds_prefix"]
 
 #: The first part of every key of this project.
 PREFIX = "intercom-events"
 
 
+def _fingerprint(access_token: str) -> str:
+    """What names a token's keys: a truncated SHA-256, never the token."""
+    return hashlib.sha256(b"flask-intercom-events:" + access_token.encode()).hexdigest()[:16]
+
+
 def budget_key(access_token: str) -> str:
-    """The rate budget shared by every worker using ``access_token``: only a fingerprint of
-    the token (a truncated SHA-256) is in the name, never the token."""
-    digest = hashlib.sha256(b"flask-intercom-events:" + access_token.encode()).hexdigest()
-    return f"{PREFIX}:rate:{digest[:16]}"
+    """The rate budget shared by every worker using ``access_token`` (whatever its queue)."""
+    return f"{PREFIX}:rate:{_fingerprint(access_token)}"
+
+
+def seconds_prefix(access_token: str) -> str:
+    """The prefix of the same-second claims (``<prefix><digest>:<second>``) of every worker
+    using ``access_token``: Intercom de-duplicates across its workspace, so two queues (two
+    apps) sending to one workspace must not give two events of a contact the same second."""
+    return f"{PREFIX}:second:{_fingerprint(access_token)}:"
 
 
 class QueueKeys:
@@ -44,8 +54,6 @@ class QueueKeys:
         self.scheduled_why = f"{base}:scheduled-why"
         #: Set of the event names delivered (Intercom allows 120 active ones).
         self.event_names = f"{base}:event-names"
-        #: Prefix of the same-second claims (``<prefix><digest>:<second>``).
-        self.seconds_prefix = f"{base}:second:"
         #: Prefix of the moving lists and held hashes (``<prefix><worker>``).
         self.moving_prefix = f"{base}:moving:"
         self.held_prefix = f"{base}:held:"

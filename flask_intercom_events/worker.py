@@ -42,6 +42,7 @@ from .config import Settings
 from .errors import ConfigurationError
 from .job_records import ClaimedJob
 from .jobs import client_for
+from .keys import seconds_prefix
 from .logs import FailureLog
 from .outcomes import DeliveryObserver, Settler
 from .presence import Presence
@@ -115,7 +116,9 @@ class DeliveryWorker:
         )
         self.policy = RetryPolicy.from_settings(settings)
         self.same_second = (
-            SameSecond(most=settings.max_spread) if settings.same_second == "spread" else None
+            SameSecond(seconds_prefix(settings.access_token), most=settings.max_spread)
+            if settings.same_second == "spread"
+            else None
         )
         connect, read = settings.api_timeout
         #: Seconds a claimed job stays in RQ's started registry without a heartbeat.

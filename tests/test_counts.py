@@ -96,6 +96,26 @@ def test_two_workers_never_give_two_events_one_second(
     assert collected == [1, 1]
 
 
+def test_two_apps_sending_to_one_workspace_never_give_two_events_one_second(
+    redis_url: str, emulator: Sandbox, deployments: Make
+) -> None:
+    """Intercom de-duplicates across its workspace, not per queue: two apps (two queues, one
+    token) exporting for one user in one second still get a second each."""
+    web = deployments(redis_url, emulator.url)
+    api = deployments(redis_url, emulator.url, INTERCOM_EVENTS_QUEUE="api-events")
+    second = int(time.time()) - 60
+    export_reports(web, 3, second)
+    export_reports(api, 3, second, first=3)
+    workers = [web.start_worker("--concurrency", "4"), api.start_worker("--concurrency", "4")]
+    web.wait_until(lambda: len(emulator.events) == 6, 30, "six events stored")
+    for setup in (web, api):
+        setup.wait_until(setup.settled, 30, "every event settled")
+    for worker in workers:
+        assert worker.stop() == 0
+    assert stored(emulator) == [second + n for n in range(6)]
+    assert emulator.stats.duplicates == 0
+
+
 def test_one_event_sent_again_is_one_event_in_intercom(
     redis_url: str, emulator: Sandbox, deployments: Make, tmp_path: Path
 ) -> None:

@@ -24,12 +24,14 @@ from flask_intercom_events.job_records import (
     decode_line,
     encode_line,
 )
+from flask_intercom_events.keys import seconds_prefix
 from flask_intercom_events.presence import Presence
 from flask_intercom_events.ratelimit import RateBudget
 from flask_intercom_events.store import DeliveryStore, Failure, Retry, SameSecond
 
 QUEUE = "drills"
 WORKER = "host.1.abcdef"
+CLAIMS = seconds_prefix("test-token")
 
 
 def payload(number: int, **changes: Any) -> dict[str, Any]:
@@ -158,7 +160,7 @@ def test_distinct_events_of_one_second_get_distinct_seconds(
     lines.append(encode_line("other-user", {**same, "user_id": "43"}))
     lines.append(encode_line("other-name", {**same, "event_name": "printed-report"}))
     connection.rpush(store.keys.intake, *lines)
-    assert store.collect(WORKER, 100, SameSecond(most=60)).enqueued == 7
+    assert store.collect(WORKER, 100, SameSecond(CLAIMS, most=60)).enqueued == 7
     jobs = {job.id: job for job in rq_queue(connection).get_jobs()}
     seconds = sorted(jobs[f"export-{n}"].args[0]["created_at"] for n in range(5))
     assert seconds == [same["created_at"] + n for n in range(5)]
@@ -176,9 +178,9 @@ def test_the_same_event_again_keeps_its_second(
     second it got, so Intercom still de-duplicates it; a new event takes the next."""
     same = payload(0, user_id="42")
     connection.rpush(store.keys.intake, encode_line("first", same), encode_line("second", same))
-    store.collect(WORKER, 10, SameSecond(most=60))
+    store.collect(WORKER, 10, SameSecond(CLAIMS, most=60))
     connection.rpush(store.keys.intake, encode_line("first", same), encode_line("third", same))
-    store.collect(WORKER, 10, SameSecond(most=60))
+    store.collect(WORKER, 10, SameSecond(CLAIMS, most=60))
     created = {job.id: job.args[0]["created_at"] for job in rq_queue(connection).get_jobs()}
     assert created == {
         "first": same["created_at"],
@@ -192,7 +194,7 @@ def test_past_the_most_seconds_an_event_is_failed_as_collapsed(
 ) -> None:
     same = payload(0, user_id="42")
     connection.rpush(store.keys.intake, *(encode_line(f"e{n}", same) for n in range(4)))
-    collected = store.collect(WORKER, 10, SameSecond(most=2))
+    collected = store.collect(WORKER, 10, SameSecond(CLAIMS, most=2))
     assert collected.enqueued == 3
     assert [job.id for job in collected.collapsed] == ["e3"]
     failed = FailedJobRegistry(QUEUE, connection=connection, serializer=JobSerializer)
@@ -456,7 +458,7 @@ def test_status_counts_events_in_motion_once(
         done = threading.Event()
 
         def move(done: threading.Event) -> None:
-            while mover.collect(WORKER, 10, SameSecond(most=60)).total:
+            while mover.collect(WORKER, 10, SameSecond(CLAIMS, most=60)).total:
                 pass
             mover.claim(WORKER, 30, budget, 600, probe_every=30)
             done.set()

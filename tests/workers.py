@@ -101,7 +101,6 @@ class Deployment:
     def __init__(self, tmp_path: Path, redis_url: str, api_url: str, **config: Any) -> None:
         self.tmp_path = tmp_path
         self.redis_url = redis_url
-        self.signal_log = tmp_path / "signals.log"
         self.config: dict[str, Any] = {
             "INTERCOM_ACCESS_TOKEN": TOKEN,
             "INTERCOM_API_BASE_URL": api_url,
@@ -114,12 +113,17 @@ class Deployment:
             "INTERCOM_EVENTS_RETRY_MAX_DELAY": 0.5,
             **config,
         }
-        self.app = Flask("producer", instance_path=str(tmp_path / "producer"))
+        queue = str(self.config.get("INTERCOM_EVENTS_QUEUE", QUEUE))
+        # Two deployments of one test (two queues) keep their files apart.
+        self.home = tmp_path if queue == QUEUE else tmp_path / queue
+        self.home.mkdir(exist_ok=True)
+        self.signal_log = self.home / "signals.log"
+        self.app = Flask("producer", instance_path=str(self.home / "producer"))
         self.app.config.update(self.config, INTERCOM_EVENTS_DELIVERY="rq")
         self.intercom = IntercomEvents(self.app)
         self.connection = redis.Redis.from_url(redis_url)
-        self.store = DeliveryStore(self.connection, QUEUE, failure_ttl=3600)
-        self.presence = Presence(self.connection, QUEUE, "test-reader", ttl=1)
+        self.store = DeliveryStore(self.connection, queue, failure_ttl=3600)
+        self.presence = Presence(self.connection, queue, "test-reader", ttl=1)
         self.workers: list[Worker] = []
         self.tracked: list[tuple[str, int]] = []
 
@@ -140,8 +144,8 @@ class Deployment:
         env["DELIVERY_SIGNAL_LOG"] = str(self.signal_log)
         if raising_receivers:
             env["DELIVERY_SIGNAL_RAISE"] = "1"
-        env["DELIVERY_INSTANCE_PATH"] = str(self.tmp_path / "worker")
-        worker = Worker(env, self.tmp_path / f"worker-{len(self.workers)}.log", list(args))
+        env["DELIVERY_INSTANCE_PATH"] = str(self.home / "worker")
+        worker = Worker(env, self.home / f"worker-{len(self.workers)}.log", list(args))
         self.workers.append(worker)
         return worker
 
