@@ -364,8 +364,8 @@ def check_redis_url(value: object) -> str:
             )
         if int(path_db) > MAX_DB:
             raise ConfigurationError(
-                f"{key} has a database that is not a database number from 0 to {MAX_DB:,} "
-                "(what Redis' SELECT takes; a server has 16 by default, its `databases` "
-                "setting): end it with /0, /1..."
+                f"{key} has a database number out of range: Redis' SELECT takes a database "
+                f"number from 0 to {MAX_DB:,} (a server has 16 by default, its `databases` "
+                "setting); end it with /0, /1..."
             )
     return value
