@@ -16,6 +16,7 @@ from flask.cli import with_appcontext
 
 from .backlog import failed_events, purge_failed, read_status, reason_matches, requeue_failed
 from .presence import Presence
+from .redis_errors import refusal
 from .state import state_of
 from .status_report import duration
 from .store import DeliveryStore
@@ -77,7 +78,7 @@ def _delivery_store(queue_name: str | None) -> Iterator[DeliveryStore]:
         )
     except redis.RedisError as exc:
         raise click.ClickException(
-            f"Redis (INTERCOM_EVENTS_REDIS_URL) did not answer: {exc}"
+            refusal(exc) or f"Redis (INTERCOM_EVENTS_REDIS_URL) did not answer: {exc}"
         ) from exc
     finally:
         connection.close()

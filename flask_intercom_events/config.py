@@ -22,7 +22,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from .config_values import DAY, Keys, as_number, check_redis_url, pair_from_text
+from .config_values import (
+    DAY,
+    Keys,
+    as_number,
+    check_redis_url,
+    check_utf8_text,
+    pair_from_text,
+)
 from .errors import ConfigurationError
 
 __all__ = [
@@ -89,6 +96,7 @@ DEFAULT_AUTH_PROBE_EVERY = 30.0
 # Printable ASCII without spaces: what an Intercom token is made of. Anything else is a
 # copy-paste accident, and ``requests`` would echo the header value (the token) in its error.
 _TOKEN_CHARACTERS = re.compile(r"[\x21-\x7e]+")
+_SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -159,11 +167,21 @@ class Settings:
         )
         if isinstance(spool_dir, int) and not isinstance(spool_dir, bool):
             spool_dir = str(spool_dir)
-        if not isinstance(spool_dir, (str, os.PathLike)):
+        if isinstance(spool_dir, os.PathLike):
+            spool_dir = os.fspath(spool_dir)
+        if not isinstance(spool_dir, str):
             raise ConfigurationError(
                 "INTERCOM_EVENTS_SPOOL_DIR must be a directory path, "
                 f"got {type(spool_dir).__name__}"
             )
+        if "\x00" in spool_dir:
+            raise ConfigurationError(
+                f"INTERCOM_EVENTS_SPOOL_DIR {spool_dir!r} holds a NUL character, which no "
+                "path can: set it to a directory path"
+            )
+        # A name that is not UTF-8 would be a directory, but one no log line nor `flask
+        # intercom status` could print.
+        check_utf8_text("INTERCOM_EVENTS_SPOOL_DIR", spool_dir)
         calls = "a whole number of calls a minute"
         rate_limit = keys.whole("RATE_LIMIT", DEFAULT_RATE_LIMIT, 1, 10**9, what=calls)
         rate_window = keys.seconds("RATE_WINDOW", DEFAULT_RATE_WINDOW, 1, 600)
@@ -204,7 +222,7 @@ class Settings:
             queue=keys.text("QUEUE", DEFAULT_QUEUE),
             strict=keys.flag("STRICT", debug or testing),
             rate_limit=rate_limit,
-            spool_dir=os.fspath(spool_dir),
+            spool_dir=spool_dir,
             rate_window=rate_window,
             max_attempts=keys.whole("MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS, 1, 1000),
             max_retry_time=keys.seconds("MAX_RETRY_TIME", DEFAULT_MAX_RETRY_TIME, 0, 30 * DAY),
@@ -279,6 +297,14 @@ def check_base_url(url: object) -> str:
         raise ConfigurationError(f"{setting} must be a URL such as {US_BASE_URL!r}, got {url!r}")
     url = url.strip().rstrip("/")
     shown = re.sub(r"//[^/]*@", "//<credentials>@", url)  # never echo a password
+    check_utf8_text(setting, shown)
+    check_utf8_text(setting, url, secret=True)  # in the credentials: refused, never shown
+    if _SPACE_OR_CONTROL.search(url):
+        raise ConfigurationError(
+            f"{setting} {shown!r} contains spaces or control characters, which no URL can "
+            "hold (requests would refuse the host, or send another path): remove them, or "
+            "%-escape them in the path"
+        )
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a bad port

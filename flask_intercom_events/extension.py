@@ -334,7 +334,7 @@ def _checked_spool(directory: str) -> Spool:
     spool = Spool(directory)
     try:
         spool.check()
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a path the OS cannot take at all
         raise ConfigurationError(
             f"INTERCOM_EVENTS_SPOOL_DIR {directory!r} cannot keep events: {exc}. The spool "
             "holds events while Redis is unreachable, so it must be a directory this process "

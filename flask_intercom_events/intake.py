@@ -24,6 +24,7 @@ from redis.retry import Retry
 
 from .breaker import SlowStreak
 from .keys import QueueKeys
+from .redis_errors import refusal, safe_reason, safe_traceback
 from .spool import Spool
 
 __all__ = ["Intake", "intake_key"]
@@ -150,19 +151,28 @@ class Intake:
     def _went_down(self, exc: Exception) -> None:
         with self._state_lock:
             if not self._down:
-                if isinstance(exc, redis.RedisError):
+                refused = refusal(exc)
+                if refused is not None:
+                    log.error(
+                        "%s; spooling Intercom events to %s until it takes the connection",
+                        refused,
+                        self.spool.directory,
+                    )
+                elif isinstance(exc, redis.RedisError):
                     log.warning(
                         "Redis unreachable (%s); spooling Intercom events to %s until it answers",
                         type(exc).__name__,
                         self.spool.directory,
                     )
                 else:  # not Redis saying no: redis-py itself, or a bug; worth a traceback
+                    # ...but not the exception's own words: a UnicodeEncodeError's repr holds
+                    # the whole string it failed on, which may be the Redis password.
                     log.error(
-                        "Pushing Intercom events to Redis failed (%r); spooling them to %s "
-                        "until Redis answers a probe",
-                        exc,
+                        "Pushing Intercom events to Redis failed (%s); spooling them to %s "
+                        "until Redis answers a probe\n%s",
+                        safe_reason(exc),
                         self.spool.directory,
-                        exc_info=exc,
+                        safe_traceback(exc),
                     )
             self._down = True
             self._ensure_recovery()

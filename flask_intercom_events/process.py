@@ -32,13 +32,15 @@ def connect_worker_redis(url: str) -> redis.Redis:
     A few quick reconnection attempts per command; past that the worker's loop waits and
     tries again, keeping what it has not recorded yet in memory.
     """
+    # TCP keepalive: redis-py's unix socket connection does not take the keyword at all.
+    tcp = {} if url.startswith("unix://") else {"socket_keepalive": True}
     return redis.Redis.from_url(
         url,
         socket_timeout=10.0,
         socket_connect_timeout=2.0,
-        socket_keepalive=True,
         health_check_interval=15,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+        **tcp,
     )
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "label",
     "show",
     "to_seconds",
+    "utf8_error_at",
 ]
 
 #: The longest string Intercom stores with an event: the only documented bound of the API,
@@ -54,19 +55,25 @@ def check_utf8(
     request with it. ``where`` is how the message names the string (``"user_id"``), ``found``
     how it says what is wrong with it.
     """
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as error:
-        position = error.start
-    else:
+    position = utf8_error_at(text)
+    if position is None:
         return
-    # Raised outside the except block, so the refusal carries no encoding traceback.
     raise InvalidEventError(
         f"{where} {found} ({escape(text[position])} at position {position}), which is not "
         "valid UTF-8 and cannot be sent to Intercom: decode the bytes it came from as UTF-8 "
         "(errors='replace' if they may be broken)",
         field=field_name,
     )
+
+
+def utf8_error_at(text: str) -> int | None:
+    """The position of the first character of ``text`` that has no UTF-8 form (a lone
+    surrogate), or ``None`` when ``text`` can be encoded as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return error.start
+    return None
 
 
 def check_int64(value: int, where: str, field_name: str) -> None:

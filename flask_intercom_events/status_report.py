@@ -21,6 +21,7 @@ from .backlog import QueueStatus, read_status, recount_failed
 from .config import Settings
 from .presence import Presence
 from .ratelimit import BudgetState, RateBudget
+from .redis_errors import refusal
 from .spool import Spool
 from .store import DeliveryStore
 
@@ -137,9 +138,10 @@ def read_snapshot(
                 window=settings.rate_window,
             ).state()
     except redis.RedisError as exc:
-        return Snapshot(
-            **base, error=f"Redis (INTERCOM_EVENTS_REDIS_URL) did not answer: {exc or type(exc)}"
+        error = (
+            refusal(exc) or f"Redis (INTERCOM_EVENTS_REDIS_URL) did not answer: {exc or type(exc)}"
         )
+        return Snapshot(**base, error=error)
     return Snapshot(**base, status=found, budget=budget)
 
 

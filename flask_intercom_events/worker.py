@@ -54,6 +54,7 @@ from .process import (
     stop_signals,
 )
 from .ratelimit import RateBudget
+from .redis_errors import refusal
 from .retry import RetryPolicy
 from .sending import Outcome, send_one
 from .state import state_of
@@ -358,13 +359,21 @@ class DeliveryWorker:
     def _redis_failed(self, exc: redis.RedisError) -> None:
         if self._redis_down_since is None:
             self._redis_down_since = time.monotonic()
-            log.warning(
-                "Redis (INTERCOM_EVENTS_REDIS_URL) does not answer (%s: %s); %d outcome(s) "
-                "kept in memory until it does, retrying",
-                type(exc).__name__,
-                exc,
-                len(self._done),
-            )
+            refused = refusal(exc)
+            if refused is not None:  # the URL or the server must change: said as such
+                log.error(
+                    "%s; %d outcome(s) kept in memory until it takes the connection, retrying",
+                    refused,
+                    len(self._done),
+                )
+            else:
+                log.warning(
+                    "Redis (INTERCOM_EVENTS_REDIS_URL) does not answer (%s: %s); %d "
+                    "outcome(s) kept in memory until it does, retrying",
+                    type(exc).__name__,
+                    exc,
+                    len(self._done),
+                )
         down_for = time.monotonic() - self._redis_down_since
         self._take_outcomes(timeout=min(0.1 * 2 ** min(down_for, 4), 2.0))
 

@@ -78,7 +78,7 @@ REFUSED_REDIS_URLS = [
     ("redis://:s3cret@[::1/0", "port that is not a number from 1 to 65535", "raises"),
     ("redis://:s3cret@h:6379/abc", "database that is not a whole number", "db 0"),
     ("redis://:s3cret@h:6379/-1", "database that is not a whole number", "db -1"),
-    ("redis://:s3cret@h:6379/0?db=one", "db= that is not a whole number", "raises"),
+    ("redis://:s3cret@h:6379/0?db=one", "db= that is not a database number", "raises"),
     (
         "redis://:s3cret@h:6379/0?socket_timeout=soon",
         "socket_timeout= that is not a number",
@@ -120,7 +120,106 @@ ACCEPTED_REDIS_URLS = [
     ("redis://:pw@[::1]:6379/3", 3),
     ("redis://h/0?db=5&socket_timeout=0.5&health_check_interval=10", 5),
     ("unix:///run/redis/redis.sock?db=1", 1),
+    ("redis://h/2147483646", 2147483646),  # the last index a server may have
+    ("redis://h/0?socket_timeout=60&socket_connect_timeout=0.001&health_check_interval=0", 0),
+    ("redis://h/0?socket_keepalive=false&retry_on_timeout=YES&protocol=3&client_name=web-1", 0),
+    ("redis://h/0?socket_read_size=1048576&max_connections=64", 0),
+    ("rediss://:pw@h:6380/0?ssl_cert_reqs=none&ssl_check_hostname=0", 0),
+    ("rediss://h/0?ssl_ca_certs=/etc/ssl/ca.pem&ssl_min_version=771", 0),
+    ("unix:///run/redis/redis.sock?socket_timeout=2&db=3", 3),
+    ("redis://user:p%C3%A9ss@h/0", 0),  # a UTF-8 %-escape
 ]
+
+
+# Each passes the checks above, and each would fail only later: at the first command of the
+# request path (every event spooled, for good), of the worker or of `flask intercom status`
+# (a raw ValueError, OverflowError, TypeError, MemoryError, a ConnectionError that reads as
+# "Redis is down"), or be misread by redis-py (off is true, a list of letters). Each holds
+# a password, which no message may show.
+URLS_THAT_WOULD_FAIL_LATER = [
+    (
+        "socket_timeout=-1",
+        "has a socket_timeout= that is not a number of seconds more than 0 and at most 60",
+    ),
+    ("socket_timeout=0", "socket_timeout= that is not a number of seconds more than 0"),
+    ("socket_timeout=61", "socket_timeout= that is not a number of seconds more than 0"),
+    ("socket_timeout=1e308", "socket_timeout= that is not a number of seconds more than 0"),
+    ("socket_timeout=inf", "socket_timeout= that is not a number of seconds more than 0"),
+    ("socket_timeout=nan", "socket_timeout= that is not a number of seconds more than 0"),
+    ("socket_connect_timeout=0", "socket_connect_timeout= that is not a number of seconds more"),
+    ("socket_connect_timeout=-1", "socket_connect_timeout= that is not a number of seconds more"),
+    ("health_check_interval=-1", "health_check_interval= that is not a whole number of seconds"),
+    (f"health_check_interval={10**400}", "health_check_interval= that is not a whole number of"),
+    ("health_check_interval=86401", "health_check_interval= that is not a whole number of seconds"),
+    ("socket_read_size=0", "socket_read_size= that is not a whole number of bytes from 1 to"),
+    ("socket_read_size=99999999999", "socket_read_size= that is not a whole number of bytes"),
+    ("max_connections=-1", "max_connections= that is not a whole number"),
+    ("protocol=9", "protocol= that is not 2 or 3"),
+    ("protocol=1", "protocol= that is not 2 or 3"),
+    ("socket_keepalive=off", "socket_keepalive= that is not true or false"),
+    ("retry_on_timeout=maybe", "retry_on_timeout= that is not true or false"),
+    ("client_name=web%201", "client_name= that is not printable ASCII without spaces"),
+    ("db=2147483647", "database number from 0 to 2,147,483,646"),
+    ("db=99999999999", "database number from 0 to 2,147,483,646"),
+    ("db=1&db=2", "has db= twice"),
+    ("socket_timeout=1&socket_timeout=-1", "has socket_timeout= twice"),
+    ("timeout=1", "timeout=, which redis-py reads only for a BlockingConnectionPool"),
+    ("retry_on_error=ConnectionError", "retry_on_error=, which cannot be given in the URL"),
+    ("decode_responses=1", "decode_responses=, which cannot be given in the URL"),
+    ("encoding=latin-1", "encoding=, which cannot be given in the URL"),
+    ("ssl_cert_reqs=none", "ssl_cert_reqs=, which only applies to rediss:// URLs"),
+    ("ssl_check_hostname=false", "ssl_check_hostname=, which only applies to rediss://"),
+    ("foo=bar", "has a query argument redis-py would pass to its connection"),
+    ("s3cret=x", "has a query argument redis-py would pass to its connection"),
+]
+URLS_THAT_WOULD_FAIL_LATER_OTHERWISE = [
+    ("redis://:s3cret@h:6379/2147483647", "database number from 0 to 2,147,483,646"),
+    ("redis://:s3cret@h:6379/99999999999", "database number from 0 to 2,147,483,646"),
+    (
+        "rediss://:s3cret@h/0?ssl_cert_reqs=bogus",
+        "ssl_cert_reqs= that is not none, optional or required",
+    ),
+    ("rediss://:s3cret@h/0?ssl_min_version=99", "ssl_min_version= that is not a TLS version"),
+    (
+        "rediss://:s3cret@h/0?ssl_include_verify_flags=x",
+        "ssl_include_verify_flags= that is not a comma-separated",
+    ),
+    (
+        "unix://:s3cret@/run/redis.sock?socket_keepalive=1",
+        "socket_keepalive=, which only applies to redis:// and rediss:// URLs",
+    ),
+    ("redis://:s3cr%E9t@h/0", "a %-escape that is not UTF-8"),
+]
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (f"redis://:s3cret@h:6379/0?{query}", message)
+        for query, message in URLS_THAT_WOULD_FAIL_LATER
+    ]
+    + URLS_THAT_WOULD_FAIL_LATER_OTHERWISE,
+)
+def test_a_redis_url_that_would_fail_later_is_refused_at_init_app(
+    tmp_path: Path, url: str, message: str
+) -> None:
+    for delivery in ("rq", "eager", "disabled"):  # the worker and status read it too
+        with pytest.raises(ConfigurationError) as info:
+            make_app(tmp_path, INTERCOM_EVENTS_DELIVERY=delivery, INTERCOM_EVENTS_REDIS_URL=url)
+        assert str(info.value).startswith("INTERCOM_EVENTS_REDIS_URL ")
+        assert message in str(info.value)
+        assert "s3cr" not in str(info.value)
+
+
+def test_an_argument_an_older_redis_py_passes_on_as_text_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # redis-py 5.0 reads no socket_read_size= (it would reach recv() as the text "65536").
+    monkeypatch.delitem(redis.connection.URL_QUERY_ARGUMENT_PARSERS, "socket_read_size")
+    with pytest.raises(ConfigurationError) as info:
+        make_app(tmp_path, INTERCOM_EVENTS_REDIS_URL="redis://h/0?socket_read_size=65536")
+    assert "has a socket_read_size=, which this redis-py (" in str(info.value)
+    assert "passes on as text" in str(info.value)
 
 
 @pytest.mark.parametrize(("url", "db"), ACCEPTED_REDIS_URLS)

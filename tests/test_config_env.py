@@ -214,3 +214,76 @@ def test_none_takes_the_default(tmp_path: Path) -> None:
     ]
     given = state_of(make_app(tmp_path, **dict.fromkeys(keys))).settings
     assert given == state_of(make_app(tmp_path)).settings
+
+
+# What os.environ makes of bytes that are not UTF-8 (its surrogateescape): a lone surrogate.
+# Such a value passed init_app, then failed every push (UnicodeEncodeError: every event
+# spooled for good), the worker and `flask intercom status` (a traceback); a password was even
+# printed in the request path's log. The third column: a secret, of which nothing may be shown.
+NOT_UTF8 = [
+    ("INTERCOM_EVENTS_QUEUE", '"caf\udce9"', False),
+    ("INTERCOM_EVENTS_QUEUE", "caf\udce9", False),  # not JSON: as it is
+    ("INTERCOM_EVENTS_REDIS_URL", "redis://:p\udce9ss@127.0.0.1:6379/0", True),
+    ("INTERCOM_EVENTS_REDIS_URL", "redis://us\udce9r:pass@127.0.0.1:6379/0", True),
+    ("INTERCOM_EVENTS_REDIS_URL", "redis://h\udce9st:6379/0", True),
+    ("INTERCOM_EVENTS_REDIS_URL", "unix:///run/r\udce9dis.sock", True),
+    ("INTERCOM_EVENTS_SPOOL_DIR", "/var/spool/caf\udce9", False),
+    ("INTERCOM_API_BASE_URL", "https://api.inte\udce9com.io", False),
+    ("INTERCOM_API_BASE_URL", "http://127.0.0.1:8080/caf\udce9", False),
+    ("INTERCOM_ACCESS_TOKEN", "dG9r\udce9OmFiYw==", True),
+]
+
+
+@pytest.mark.parametrize(("key", "raw", "secret"), NOT_UTF8)
+def test_a_value_with_no_utf8_form_is_refused_at_init_app_naming_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str, raw: str, secret: bool
+) -> None:
+    for delivery in ("rq", "disabled"):
+        variables = {
+            "INTERCOM_ACCESS_TOKEN": "test-token",
+            "INTERCOM_EVENTS_DELIVERY": delivery,
+            "INTERCOM_EVENTS_SPOOL_DIR": str(tmp_path / "spool"),
+            key: raw,
+        }
+        with pytest.raises(ConfigurationError) as info:
+            from_environment(tmp_path, monkeypatch, **variables)
+        message = str(info.value)
+        assert message.startswith(key)
+        # A token is printable ASCII, and said so; the other keys say what is wrong.
+        says = "non-ASCII" if key == "INTERCOM_ACCESS_TOKEN" else "has no UTF-8 form"
+        assert says in message
+        message.encode("utf-8")  # the message itself can be logged anywhere
+        if secret:
+            assert "\\udce9" not in message
+            for part in ("pss", "p\\", "us", "h\\", "dis.sock", "dG9r", "OmFi"):
+                assert part not in message.replace(key, "")
+        else:
+            assert "\\udce9" in message  # shown escaped, so it can be found
+        assert not (tmp_path / "spool").exists()
+
+
+@pytest.mark.parametrize("delivery", ["rq", "disabled"])
+@pytest.mark.parametrize("spool_dir", ["/tmp/sp\x00ool", "sp\x00ool"])
+def test_a_spool_dir_with_a_nul_byte_is_a_configuration_error(
+    tmp_path: Path, delivery: str, spool_dir: str
+) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        make_app(tmp_path, INTERCOM_EVENTS_DELIVERY=delivery, INTERCOM_EVENTS_SPOOL_DIR=spool_dir)
+    assert str(info.value).startswith("INTERCOM_EVENTS_SPOOL_DIR ")
+    assert "NUL" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://api.intercom.io/ events",
+        "https://api.intercom.io\x00",
+        "https://api.intercom.io/\tv2",
+        "https://api.inter\x7fcom.io",
+    ],
+)
+def test_a_base_url_with_a_space_or_control_character_is_refused(tmp_path: Path, url: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        make_app(tmp_path, INTERCOM_API_BASE_URL=url)
+    assert "INTERCOM_API_BASE_URL (base_url)" in str(info.value)
+    assert "spaces or control characters" in str(info.value)

@@ -275,3 +275,27 @@ def test_an_intake_never_raises_for_redis_when_the_spool_works(tmp_path: Path) -
         assert intake_.spool.count() == 1
     finally:
         intake_.close()
+
+
+@pytest.mark.parametrize(
+    ("password", "queue"),
+    [("p\udce9ss-s3cret", "intercom-events"), ("pass", "caf\udce9-s3cret")],
+)
+def test_a_push_failure_logs_no_string_the_exception_carries(
+    tmp_path: Path, redis_url: str, caplog: pytest.LogCaptureFixture, password: str, queue: str
+) -> None:
+    # init_app refuses such a URL or queue; an Intake built by hand must still not log the
+    # strings a UnicodeEncodeError carries (its repr holds the whole password or key).
+    url = redis_url.replace("redis://", f"redis://:{password}@")
+    intake = Intake(url, queue, 0.5, Spool(tmp_path / "spool"))
+    try:
+        with caplog.at_level(logging.ERROR, logger="flask_intercom_events.intake"):
+            assert intake.push([b"line"]) is False
+        assert len(caplog.records) == 1
+        assert "Pushing Intercom events to Redis failed (UnicodeEncodeError" in caplog.text
+        assert "s3cret" not in caplog.text
+        assert "\udce9" not in caplog.text
+        assert "\\udce9" not in caplog.text
+        assert intake.spool.files()
+    finally:
+        intake.close()

@@ -146,6 +146,22 @@ def test_status_runs_with_redis_down_and_counts_this_machines_spool(tmp_path: Pa
     assert json.loads(checked.output)["check"]["problems"][0]["kind"] == "redis_down"
 
 
+def test_status_says_redis_refused_the_database_not_that_it_did_not_answer(
+    tmp_path: Path, redis_url: str
+) -> None:
+    # A valid number, past the 16 databases a server has by default: only Redis can tell.
+    app = ops_app(tmp_path, redis_url.rsplit("/", 1)[0] + "/16")
+    result = cli(app, "status")
+    assert result.exit_code == 3
+    assert "did not answer" not in result.output
+    assert (
+        "Redis refused to SELECT the database INTERCOM_EVENTS_REDIS_URL names (DB index is out "
+        "of range)" in result.output
+    )
+    assert "databases" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_check_exit_codes(tmp_path: Path, redis_url: str, store: DeliveryStore) -> None:
     app = ops_app(tmp_path, redis_url)
     assert cli(app, "status", "--check").exit_code == 0

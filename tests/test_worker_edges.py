@@ -13,7 +13,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
+from flask_intercom_events.process import connect_worker_redis
 from flask_intercom_events.sandbox import Sandbox
 
 from .redis_server import RedisServer
@@ -149,3 +151,28 @@ def test_the_worker_starts_while_redis_is_down_and_delivers_once_it_answers(
     assert log.count("does not answer") == 1
     assert "Traceback" not in log
     assert "Redis answers again" in log
+
+
+def test_a_database_redis_refuses_is_said_as_such_by_the_worker(
+    redis_url: str, emulator: Sandbox, deployments: Make
+) -> None:
+    setup = deployments(redis_url.rsplit("/", 1)[0] + "/16", emulator.url)
+    worker = setup.start_worker("--concurrency", "1")
+    setup.wait_until(lambda: "refused" in worker.log(), 30, "the worker to say Redis refused")
+    assert worker.running()
+    assert worker.stop() == 0
+    log = worker.log()
+    assert (
+        "Redis refused to SELECT the database INTERCOM_EVENTS_REDIS_URL names (DB index is out "
+        "of range)" in log
+    )
+    assert "does not answer" not in log
+    assert "Traceback" not in log
+
+
+def test_the_worker_connects_to_a_unix_socket(tmp_path: Path) -> None:
+    # The worker's client asked for TCP keepalive, which redis-py's unix socket connection
+    # does not take: every command failed with a TypeError.
+    connection = connect_worker_redis(f"unix://{tmp_path / 'no-redis.sock'}")
+    with pytest.raises(redis.ConnectionError):
+        connection.ping()
