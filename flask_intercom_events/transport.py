@@ -14,8 +14,9 @@ into a :class:`~flask_intercom_events.responses.Answer`, within two bounds:
 No usable answer is a :class:`~flask_intercom_events.errors.NetworkError` (a
 :class:`~flask_intercom_events.errors.NetworkTimeoutError` when a timeout or the deadline
 expired), chained to the ``requests`` exception with the token taken out of its request
-objects and its frames' locals cleared. The token is also taken out of what the answer
-echoes (body, reason, headers) before the answer leaves this module.
+objects and its frames' locals cleared. The answer is kept as sent (its body and headers
+are data); it carries the :class:`~flask_intercom_events.responses.Redactor` that takes the
+token out of every text built from it, as an upstream may echo the request's headers.
 """
 
 from __future__ import annotations
@@ -107,7 +108,8 @@ class Transport:
         pool_size: int,
     ) -> None:
         self._auth = _BearerAuth(access_token)
-        self._redactor = Redactor(access_token)
+        #: Takes the token out of texts built from what an upstream sent back.
+        self.redactor = Redactor(access_token)
         self._origin = origin_text(origin_of(base_url))
         self._timeout = timeout
         self.deadline = timeout[0] + timeout[1] + DEADLINE_MARGIN
@@ -192,8 +194,8 @@ class Transport:
         data: bytes | None,
         max_body: int,
     ) -> Answer:
-        # The only frame that holds the response (and, through it, the request's headers):
-        # it returns an Answer, or its locals are cleared with the exception's traceback.
+        # The only frames that hold the response (and, through it, the request's headers):
+        # they return an Answer, or their locals are cleared with the exception's traceback.
         started = time.perf_counter()
         response = self.session.request(
             method,
@@ -206,6 +208,11 @@ class Transport:
             allow_redirects=False,
             stream=True,
         )
+        return self._read(response, max_body, started)
+
+    def _read(self, response: requests.Response, max_body: int, started: float) -> Answer:
+        """The answer, its body read within its limit; the response closed (its connection
+        back to the pool when read to its end, closed when cut)."""
         try:
             # Already attached when connecting, unless the session is the caller's.
             self._deadlines.attach(getattr(response.raw, "connection", None))
@@ -213,17 +220,15 @@ class Transport:
             limit = max_body if ok else MAX_ERROR_BODY
             body, cut = _read_at_most(response, limit, ok)
         finally:
-            # Back to the pool when read to its end; closed when cut.
             response.close()
-        # An upstream may echo the request's headers: the token goes no further than here.
-        redact = self._redactor.text
+        # As sent: a body or header is data, and redacting the token from it could change
+        # what it says. Texts built from it for a message go through the redactor.
         return Answer(
             status=response.status_code,
-            reason=redact(response.reason or ""),
-            headers=requests.structures.CaseInsensitiveDict(
-                {name: redact(value) for name, value in response.headers.items()}
-            ),
-            body=self._redactor.body(body),
+            reason=response.reason or "",
+            headers=requests.structures.CaseInsensitiveDict(response.headers),
+            body=body,
+            redactor=self.redactor,
             elapsed=time.perf_counter() - started,
             cut_at=limit if cut else 0,
         )
@@ -240,7 +245,7 @@ class Transport:
                 method=method,
                 path=path,
             )
-        said = short(self._redactor.text(str(exc)))
+        said = short(self.redactor.text(str(exc)))
         if exc is not None and _is_timeout(exc):
             return NetworkTimeoutError(
                 f"no answer from {self._origin} within the timeout ({connect:g} s to "
