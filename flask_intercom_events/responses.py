@@ -34,6 +34,7 @@ from .errors import (
     NotFoundError,
     RateLimitedError,
     RateLimitInfo,
+    RedirectError,
     RequestTimeoutError,
     ServerError,
     UnprocessableEntityError,
@@ -56,6 +57,7 @@ __all__ = [
     "parse_retry_after",
     "protocol_error",
     "redact_credentials",
+    "redirect_target",
     "short",
 ]
 
@@ -212,11 +214,13 @@ def parse_http_date(value: str | None) -> float | None:
 
 def error_from_answer(answer: Answer, method: str, path: str) -> IntercomAPIError:
     """The :class:`~flask_intercom_events.errors.IntercomAPIError` subclass of a failed answer,
-    with the first ``error.list`` entry as code and message (else the body's excerpt).
+    with the first ``error.list`` entry as code and message (else the body's excerpt); a
+    redirect (3xx) is a :class:`~flask_intercom_events.errors.RedirectError` saying where it
+    pointed.
 
     The body is read as sent; every text taken from it (message, code, field,
-    ``request_id``, excerpt) then has the token and any bearer credential redacted, as the
-    error may be logged, printed or stored in Redis.
+    ``request_id``, excerpt, ``Location``) then has the token and any bearer credential
+    redacted, as the error may be logged, printed or stored in Redis.
     """
     redact = answer.redact
     status = answer.status
@@ -240,20 +244,52 @@ def error_from_answer(answer: Answer, method: str, path: str) -> IntercomAPIErro
     else:
         code = None
         message = f"{redact(answer.reason) or 'error'}; body: {excerpt(answer)}"
+    common: dict[str, Any] = {
+        "status": status,
+        "code": code,
+        "request_id": request_id,
+        "errors": details,
+        "retry_after": parse_retry_after(answer.headers.get("Retry-After")),
+        "rate_limit": parse_rate_limit(answer.headers),
+        "method": method,
+        "path": path,
+    }
+    if 300 <= status < 400:
+        location = answer.headers.get("Location")
+        reason = redact(answer.reason)
+        return RedirectError(
+            f"{reason + ', ' if reason else ''}{redirect_target(location, redact)}, "
+            "not followed (the access token goes to the configured origin only): check "
+            "INTERCOM_API_BASE_URL, or a proxy or captive portal on the way; body: "
+            f"{excerpt(answer)}",
+            location=None if location is None else redact(location),
+            **common,
+        )
     error_class = _ERROR_CLASSES.get(status)
     if error_class is None:
         error_class = ServerError if 500 <= status < 600 else IntercomAPIError
-    return error_class(
-        message,
-        status=status,
-        code=code,
-        request_id=request_id,
-        errors=details,
-        retry_after=parse_retry_after(answer.headers.get("Retry-After")),
-        rate_limit=parse_rate_limit(answer.headers),
-        method=method,
-        path=path,
-    )
+    return error_class(message, **common)
+
+
+def redirect_target(location: str | None, redact: Callable[[str], str]) -> str:
+    """Where a redirect points, in words: the origin of its ``Location`` (never its path or
+    query: they may hold anything). The whole ``Location`` is ``redact``-ed first: a token
+    echoed there could otherwise show in part, cut by the parsing."""
+    if location is None or not location.strip():
+        return "a redirect without a Location"
+    location = redact(location.strip())
+    try:
+        parts = urlsplit(location)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        return "a redirect to an unreadable Location"
+    if not parts.netloc:
+        return "a redirect to another path of the same origin"
+    if parts.scheme:
+        where = origin_text(origin_of(location))
+    else:
+        where = f"//{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+    return f"a redirect to {short(where)}"
 
 
 def json_object(answer: Answer, method: str, path: str) -> dict[str, Any]:

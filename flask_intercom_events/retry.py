@@ -1,10 +1,12 @@
 """Which delivery failures are worth retrying, and when: pure functions, no I/O.
 
 The rules come from Intercom's API notes: a network error, a timeout, ``408``, ``409`` and
-``5xx`` are transient (capped exponential backoff with jitter); ``429`` waits for the window
-to refill (``X-RateLimit-Reset``, or ``Retry-After``); ``404`` means the contact does not exist
-*yet*, so it is retried a few times over minutes and then given up; ``400``, ``422`` and any
-other refusal are final, and ``401``/``403`` are final *and* a configuration problem.
+``5xx`` are transient (capped exponential backoff with jitter), and so is a redirect
+(``3xx``, never followed: a wrong base URL, or a proxy or captive portal on the way, nothing
+about the event); ``429`` waits for the window to refill (``X-RateLimit-Reset``, or
+``Retry-After``); ``404`` means the contact does not exist *yet*, so it is retried a few
+times over minutes and then given up; ``400``, ``422`` and any other refusal are final, and
+``401``/``403`` are final *and* a configuration problem.
 
 Every function here takes what it needs (the clock reading, a random draw) as arguments, so
 the tests are tables.
@@ -16,7 +18,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import IntercomAPIError, InvalidEventError
+from .errors import IntercomAPIError, InvalidEventError, RedirectError
 
 __all__ = [
     "Action",
@@ -39,7 +41,7 @@ class Verdict(enum.Enum):
     """What a failure says about the event."""
 
     TRANSIENT = "transient"
-    """Network error, timeout, 408, 409, 5xx: retry with backoff."""
+    """Network error, timeout, 408, 409, 5xx, a redirect (3xx): retry with backoff."""
     THROTTLED = "throttled"
     """429: retry once the rate window refills."""
     CONTACT_MISSING = "contact_missing"
@@ -58,7 +60,7 @@ class Verdict(enum.Enum):
 
 def classify(status: int | None) -> Verdict:
     """The verdict for an HTTP status; ``None`` means no response arrived (network error)."""
-    if status is None or status in (408, 409) or 500 <= status <= 599:
+    if status is None or status in (408, 409) or 500 <= status <= 599 or 300 <= status <= 399:
         return Verdict.TRANSIENT
     if status == 429:
         return Verdict.THROTTLED
@@ -85,13 +87,15 @@ def classify_error(error: BaseException) -> Verdict:
 
 def reason_of(error: BaseException) -> str:
     """A short, stable label to group failures by: ``"401 unauthorized"``, ``"404 not_found"``,
-    ``"500"``, ``"network"``, ``"invalid_event"``.
+    ``"500"``, ``"302 redirect"``, ``"network"``, ``"invalid_event"``.
 
     ``flask intercom status`` counts failures by it and ``requeue-failed --reason`` matches it.
     """
     if isinstance(error, IntercomAPIError):
         if error.status is None:
             return "network"
+        if isinstance(error, RedirectError):  # where it points is in the message
+            return f"{error.status} redirect"
         if is_event_name_limit(error):
             return "422 too_many_event_names"
         return f"{error.status} {error.code}" if error.code else str(error.status)

@@ -1,8 +1,9 @@
 """One HTTP exchange with Intercom: the only module that imports ``requests`` (and urllib3).
 
 :class:`Transport` sends one request through a ``requests.Session`` (the bearer token,
-connect and read timeouts, no redirects, no transport-level retries) and reads its answer
-into a :class:`~flask_intercom_events.responses.Answer`, within two bounds:
+connect and read timeouts, no transport-level retries) and reads its answer into a
+:class:`~flask_intercom_events.responses.Answer`, in a response hook, so that a redirect is
+read like any other answer and never followed, within two bounds:
 
 - a deadline for the whole call, :attr:`Transport.deadline` (connect + read timeouts +
   :data:`DEADLINE_MARGIN`), kept by :mod:`.deadlines` even while headers or a body trickle in:
@@ -197,6 +198,21 @@ class Transport:
         # The only frames that hold the response (and, through it, the request's headers):
         # they return an Answer, or their locals are cleared with the exception's traceback.
         started = time.perf_counter()
+        read: list[Answer] = []
+
+        def take(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+            read.append(self._read(response, max_body, started))
+            if response.is_redirect:
+                # Not followed, and read already: without its Location, requests does not
+                # read the rest of the body (nor parse the Location, nor look in ~/.netrc)
+                # to prepare the request it would send next (``Response.next``).
+                del response.headers["Location"]
+
+        # Read in a response hook, before Session.send goes on with a redirect. The hooks of
+        # a request replace the session's own: those are listed first, and run as before.
+        hooks = self.session.hooks.get("response") or []
+        if callable(hooks):
+            hooks = [hooks]
         response = self.session.request(
             method,
             url,
@@ -207,8 +223,11 @@ class Transport:
             timeout=self._timeout,
             allow_redirects=False,
             stream=True,
+            hooks={"response": [*hooks, take]},
         )
-        return self._read(response, max_body, started)
+        if not read:  # a Session subclass that dispatches no hooks
+            read.append(self._read(response, max_body, started))
+        return read[0]
 
     def _read(self, response: requests.Response, max_body: int, started: float) -> Answer:
         """The answer, its body read within its limit; the response closed (its connection

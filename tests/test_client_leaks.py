@@ -158,6 +158,11 @@ ECHOES: dict[str, tuple[int, Any, dict[str, Any]]] = {
         ).encode(),
         {},
     ),
+    "302 echoing it in the Location": (
+        302,
+        lambda r: b"moved",
+        {"headers": {"Location": f"https://{TOKEN.lower()}.example/?t={quote_plus(TOKEN)}"}},
+    ),
     "500 echoing it in X-Request-Id": (
         500,
         lambda r: b'{"type": "error.list", "errors": []}',

@@ -15,6 +15,7 @@ from flask_intercom_events.errors import (
     NetworkTimeoutError,
     NotFoundError,
     RateLimitedError,
+    RedirectError,
     ServerError,
 )
 from flask_intercom_events.retry import (
@@ -53,7 +54,12 @@ T = Verdict.TRANSIENT
         (422, Verdict.REJECTED),
         (405, Verdict.REJECTED),
         (413, Verdict.REJECTED),
-        (301, Verdict.REJECTED),  # the client never follows redirects: a wrong base URL
+        # A redirect is never followed; it says nothing about the event (a wrong base URL, a
+        # proxy or captive portal on the way): retried like a 5xx, then failed with it.
+        (301, T),
+        (302, T),
+        (304, T),
+        (308, T),
         (600, Verdict.REJECTED),
     ],
 )
@@ -94,6 +100,8 @@ def test_classify_by_status(status: int | None, verdict: Verdict) -> None:
             "400 parameter_invalid",
         ),
         (IntercomAPIError("x", status=422), Verdict.REJECTED, "422"),
+        (RedirectError("x", status=302), T, "302 redirect"),
+        (RedirectError("x", status=307, code="moved"), T, "307 redirect"),
         (InvalidEventError("bad name", field="event_name"), Verdict.REJECTED, "invalid_event"),
         (TypeError("deliver() takes 1 argument"), Verdict.REJECTED, "TypeError"),
         (RuntimeError("a bug"), T, "RuntimeError"),
