@@ -143,3 +143,22 @@ def test_eager_redirect_is_an_event_failed_not_a_500_when_lenient(
     assert isinstance(error, RedirectError)
     assert error.status == 302
     assert "Intercom refused event 'paid'" in caplog.text
+
+
+@pytest.mark.parametrize("which", ["event_delivered", "event_failed"])
+def test_eager_receivers_that_raise_never_fail_the_view_when_lenient(
+    tmp_path: Path, emulator: Sandbox, caplog: pytest.LogCaptureFixture, which: str
+) -> None:
+    token = "test-token" if which == "event_delivered" else "wrong-token"
+    app, _ = eager_app(
+        tmp_path, emulator, INTERCOM_ACCESS_TOKEN=token, INTERCOM_EVENTS_STRICT=False
+    )
+
+    def broken(sender: Flask, **kwargs: Any) -> None:
+        raise RuntimeError("a receiver's bug")
+
+    signal = event_delivered if which == "event_delivered" else event_failed
+    signal.connect(broken, sender=app, weak=False)
+    assert app.test_client().post("/paid").status_code == 200
+    assert emulator.stats.requests == 1
+    assert "a receiver's bug" in caplog.text
