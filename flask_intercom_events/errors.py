@@ -125,6 +125,16 @@ class AuthenticationError(IntercomAPIError):
     """
 
 
+class ProxyAuthenticationError(IntercomAPIError):
+    """HTTP 407: a proxy on the way to Intercom refused its credentials (or asked for some),
+    answering the request itself or refusing the tunnel of an ``https://`` call.
+
+    Not the access token: the proxy's user and password, as in
+    ``HTTPS_PROXY=http://user:password@proxy:3128``. Every call would fail the same way, so
+    the worker pauses delivery, as for a refused token.
+    """
+
+
 class RedirectError(IntercomAPIError):
     """HTTP 3xx: the API answered with a redirect, which the client never follows (the token
     goes to the configured origin only).

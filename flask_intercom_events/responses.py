@@ -32,6 +32,7 @@ from .errors import (
     IntercomAPIError,
     NetworkError,
     NotFoundError,
+    ProxyAuthenticationError,
     RateLimitedError,
     RateLimitInfo,
     RedirectError,
@@ -43,6 +44,7 @@ from .errors import (
 from .json_text import parse_json
 
 __all__ = [
+    "PROXY_REFUSED",
     "REDACTED",
     "Answer",
     "Redactor",
@@ -65,6 +67,12 @@ __all__ = [
 BODY_EXCERPT = 200
 #: What stands where a credential was.
 REDACTED = "<redacted>"
+#: What a 407 says, whichever way it came.
+PROXY_REFUSED = (
+    "a proxy on the way to Intercom refused its credentials (set its user and password in "
+    "HTTPS_PROXY, as http://user:password@proxy:port, or ask for access): not the access "
+    "token's fault"
+)
 # "Bearer <credential>" as a header, a JSON string or a form would carry it. The credential
 # stops before a quote, a backslash (a JSON escape), a separator or "<" (so a redacted text
 # is left as it is).
@@ -75,6 +83,7 @@ _ERROR_CLASSES: dict[int, type[IntercomAPIError]] = {
     401: AuthenticationError,
     403: AuthenticationError,
     404: NotFoundError,
+    407: ProxyAuthenticationError,
     408: RequestTimeoutError,
     409: ConflictError,
     422: UnprocessableEntityError,
@@ -265,6 +274,8 @@ def error_from_answer(answer: Answer, method: str, path: str) -> IntercomAPIErro
             location=None if location is None else redact(location),
             **common,
         )
+    if status == 407:
+        message = f"{PROXY_REFUSED}; {message}"
     error_class = _ERROR_CLASSES.get(status)
     if error_class is None:
         error_class = ServerError if 500 <= status < 600 else IntercomAPIError

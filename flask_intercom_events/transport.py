@@ -14,10 +14,12 @@ read like any other answer and never followed, within two bounds:
 
 No usable answer is a :class:`~flask_intercom_events.errors.NetworkError` (a
 :class:`~flask_intercom_events.errors.NetworkTimeoutError` when a timeout or the deadline
-expired), chained to the ``requests`` exception with the token taken out of its request
-objects and its frames' locals cleared. The answer is kept as sent (its body and headers
-are data); it carries the :class:`~flask_intercom_events.responses.Redactor` that takes the
-token out of every text built from it, as an upstream may echo the request's headers.
+expired, a :class:`~flask_intercom_events.errors.ProxyAuthenticationError` when a proxy
+refused the tunnel of an ``https://`` call with a 407), chained to the ``requests``
+exception with the token taken out of its request objects and its frames' locals cleared.
+The answer is kept as sent (its body and headers are data); it carries the
+:class:`~flask_intercom_events.responses.Redactor` that takes the token out of every text
+built from it, as an upstream may echo the request's headers.
 """
 
 from __future__ import annotations
@@ -40,8 +42,13 @@ import urllib3.connection
 import urllib3.exceptions
 
 from .deadlines import Deadlines
-from .errors import ConfigurationError, NetworkError, NetworkTimeoutError
-from .responses import Answer, Redactor, origin_of, origin_text, short
+from .errors import (
+    ConfigurationError,
+    NetworkError,
+    NetworkTimeoutError,
+    ProxyAuthenticationError,
+)
+from .responses import PROXY_REFUSED, Answer, Redactor, origin_of, origin_text, short
 
 __all__ = [
     "DEADLINE_MARGIN",
@@ -145,7 +152,8 @@ class Transport:
         params: Mapping[str, str] | None = None,
         data: bytes | None = None,
     ) -> Answer:
-        """One attempt: the answer, whatever its status, or :class:`NetworkError` raised.
+        """One attempt: the answer, whatever its status, or :class:`NetworkError` raised
+        (:class:`ProxyAuthenticationError` when a proxy refused the tunnel with a 407).
 
         ``path`` names the call in logs and errors (never the query: it can hold an email);
         ``max_body`` is the most bytes of a successful answer's body read.
@@ -254,7 +262,7 @@ class Transport:
 
     def _failure(
         self, exc: requests.RequestException | None, late: bool, method: str, path: str
-    ) -> NetworkError:
+    ) -> NetworkError | ProxyAuthenticationError:
         connect, read = self._timeout
         if late:
             return NetworkTimeoutError(
@@ -269,6 +277,13 @@ class Transport:
             return NetworkTimeoutError(
                 f"no answer from {self._origin} within the timeout ({connect:g} s to "
                 f"connect, {read:g} s to read): {said}",
+                method=method,
+                path=path,
+            )
+        if exc is not None and _tunnel_refused_credentials(exc):
+            return ProxyAuthenticationError(
+                f"{PROXY_REFUSED}; it answered 407 to the tunnel to {self._origin}: {said}",
+                status=407,
                 method=method,
                 path=path,
             )
@@ -333,6 +348,16 @@ def scrubbed(exc: BaseException) -> BaseException:
         if isinstance(request, requests.PreparedRequest) and "Authorization" in request.headers:
             request.headers["Authorization"] = "Bearer <redacted>"
     return exc
+
+
+def _tunnel_refused_credentials(exc: requests.RequestException) -> bool:
+    # An https:// call through a proxy asks it for a tunnel (CONNECT); a 407 there is no
+    # answer requests returns but an OSError of http.client, "Tunnel connection failed:
+    # 407 Proxy Authentication Required", wrapped in urllib3's and requests' ProxyError.
+    return isinstance(exc, requests.exceptions.ProxyError) and any(
+        type(linked) is OSError and str(linked).startswith("Tunnel connection failed: 407")
+        for linked in _linked(exc)
+    )
 
 
 def _is_timeout(exc: requests.RequestException) -> bool:

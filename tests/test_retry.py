@@ -14,6 +14,7 @@ from flask_intercom_events.errors import (
     NetworkError,
     NetworkTimeoutError,
     NotFoundError,
+    ProxyAuthenticationError,
     RateLimitedError,
     RedirectError,
     ServerError,
@@ -50,6 +51,7 @@ T = Verdict.TRANSIENT
         (404, Verdict.CONTACT_MISSING),
         (401, Verdict.UNAUTHORIZED),
         (403, Verdict.UNAUTHORIZED),
+        (407, Verdict.UNAUTHORIZED),  # a proxy refused its credentials: pause, as for 401
         (400, Verdict.REJECTED),
         (422, Verdict.REJECTED),
         (405, Verdict.REJECTED),
@@ -93,6 +95,11 @@ def test_classify_by_status(status: int | None, verdict: Verdict) -> None:
             AuthenticationError("x", status=403, code="forbidden"),
             Verdict.UNAUTHORIZED,
             "403 forbidden",
+        ),
+        (
+            ProxyAuthenticationError("x", status=407),
+            Verdict.UNAUTHORIZED,
+            "407 proxy_authentication_required",
         ),
         (
             BadRequestError("x", status=400, code="parameter_invalid"),
@@ -332,6 +339,16 @@ def api_error(cls: type[IntercomAPIError], status: int, code: str, message: str 
             0.0,
             None,
         ),
+        # So is a proxy that refuses its credentials: every event would fail the same way.
+        (
+            ProxyAuthenticationError("Proxy Authentication Required", status=407),
+            Attempts(total=1),
+            {},
+            Action.PAUSE,
+            "407 proxy_authentication_required",
+            0.0,
+            None,
+        ),
         # Intercom refused the event itself: failed at once.
         (
             api_error(BadRequestError, 400, "parameter_invalid"),
@@ -438,6 +455,29 @@ def test_settle_says_whose_refusal_it_was() -> None:
         api_error(BadRequestError, 400, "x"), Attempts(), SETTLE_POLICY, now=SETTLE_NOW, draw=0
     )
     assert theirs.why == "Intercom refused the event; retrying cannot help"
+
+
+def test_a_pause_says_whose_refusal_it_was() -> None:
+    token = settle(
+        api_error(AuthenticationError, 401, "unauthorized"),
+        Attempts(),
+        SETTLE_POLICY,
+        now=SETTLE_NOW,
+        draw=0,
+    )
+    assert token.why == "the access token is refused: delivery pauses until it works again"
+    proxy = settle(
+        ProxyAuthenticationError("Proxy Authentication Required", status=407),
+        Attempts(),
+        SETTLE_POLICY,
+        now=SETTLE_NOW,
+        draw=0,
+    )
+    assert proxy.why == (
+        "a proxy on the way to Intercom refused its credentials (407): delivery pauses "
+        "until it lets requests through"
+    )
+    assert "token" not in proxy.why
 
 
 def test_a_429_is_not_counted_against_max_attempts() -> None:
