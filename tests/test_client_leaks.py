@@ -526,6 +526,13 @@ def _trickling(peer: Peer, request: Received) -> bool:
     return False
 
 
+def _trickling_redirect(peer: Peer, request: Received) -> bool:
+    # Read in the transport's response hook, inside requests' Session.send: its frames too.
+    peer.send(b"HTTP/1.1 302 Found\r\nLocation: /x\r\nContent-Length: 100\r\n\r\n")
+    peer.trickle(b"x" * 100, 0.2)
+    return False
+
+
 def _failing(peer: Peer, request: Received) -> bool:
     peer.send(response(500, b'{"type": "error.list", "errors": [{"code": "x", "message": "y"}]}'))
     return True
@@ -537,10 +544,18 @@ def _failing(peer: Peer, request: Received) -> bool:
         (_dropping, NetworkError),
         (_silent, NetworkTimeoutError),
         (_trickling, NetworkTimeoutError),
+        (_trickling_redirect, NetworkTimeoutError),
         (_failing, ServerError),
         (None, NetworkError),  # connection refused
     ],
-    ids=["dropped", "read-timeout", "deadline-mid-body", "http-500", "refused"],
+    ids=[
+        "dropped",
+        "read-timeout",
+        "deadline-mid-body",
+        "deadline-mid-redirect",
+        "http-500",
+        "refused",
+    ],
 )
 def test_no_frame_a_crash_reporter_records_holds_the_token(
     answer: Any, expected: type[IntercomAPIError], caplog: pytest.LogCaptureFixture
@@ -562,7 +577,7 @@ def test_no_frame_a_crash_reporter_records_holds_the_token(
             server.stop()
     error = caught.value
     assert type(error) is expected
-    if answer not in (_failing, _trickling):
+    if answer not in (_failing, _trickling, _trickling_redirect):
         assert error.__cause__ is not None
     assert found_in_frames(error) == []
     assert leaks(caplog.text) == []
