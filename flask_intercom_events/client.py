@@ -289,7 +289,7 @@ class IntercomClient:
             if not isinstance(events, list):
                 protocol_error(f"'events' is {type(events).__name__}, not a list")
             items.extend(item for item in events if isinstance(item, dict))
-            next_url = next_page_url(body, url, self._origin)
+            next_url = next_page_url(body, url, self._origin, self._transport.redactor.text)
             if next_url is None:
                 return items
             if next_url in seen:

@@ -91,9 +91,13 @@ class Deadlines:
 
     def attach(self, connection: Any) -> None:
         """Count ``connection`` (anything with a ``sock``) as used by this thread's call, if
-        one is running; shut it at once if the call is already past its deadline."""
+        one is running; shut it at once if the call is already past its deadline.
+
+        ``None`` (a response whose connection went back to the pool) and anything that
+        cannot be weakly referenced are no connection to watch: ignored.
+        """
         call: Call | None = getattr(self._local, "call", None)
-        if call is None:
+        if call is None or not _watchable(connection):
             return
         with self._lock:
             if call.done:
@@ -131,6 +135,18 @@ class Deadlines:
                     if self._users.get(connection) is call:
                         _shut(connection)
             self._thread = None
+
+
+def _watchable(connection: Any) -> bool:
+    # The watchdog looks connections up in a WeakKeyDictionary: one that cannot be a key
+    # there would raise in the watchdog's thread, and stop it for every call.
+    if connection is None:
+        return False
+    try:
+        weakref.ref(connection)
+    except TypeError:
+        return False
+    return True
 
 
 def _shut(connection: Any) -> None:

@@ -125,6 +125,31 @@ class AuthenticationError(IntercomAPIError):
     """
 
 
+class ProxyAuthenticationError(IntercomAPIError):
+    """HTTP 407: a proxy on the way to Intercom refused its credentials (or asked for some),
+    answering the request itself or refusing the tunnel of an ``https://`` call.
+
+    Not the access token: the proxy's user and password, as in
+    ``HTTPS_PROXY=http://user:password@proxy:3128``. Every call would fail the same way, so
+    the worker pauses delivery, as for a refused token.
+    """
+
+
+class RedirectError(IntercomAPIError):
+    """HTTP 3xx: the API answered with a redirect, which the client never follows (the token
+    goes to the configured origin only).
+
+    An API that redirects is a wrong ``INTERCOM_API_BASE_URL``, or a proxy or captive portal
+    in the way; the worker retries it like a 5xx. ``location`` is the ``Location`` header
+    as sent (``None`` without one), the access token taken out; the message names only its
+    origin.
+    """
+
+    def __init__(self, message: str, *, location: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.location = location
+
+
 class NotFoundError(IntercomAPIError):
     """HTTP 404: the contact does not exist (yet). Events never create contacts."""
 

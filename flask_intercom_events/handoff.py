@@ -87,18 +87,26 @@ def hand_off(app: Flask, state: AppState, events: Iterable[Event]) -> None:
 
 
 def send_now(app: Flask, state: AppState, event: Event) -> None:
-    """Eager delivery: send through the client; failures are logged (raised when strict)."""
+    """Eager delivery: send through the client; a failure is logged and sent as
+    ``event_failed`` (then raised when strict). Lenient, nothing raises into the view: not
+    the client, whatever it raises, nor a receiver of the signals."""
     try:
         state.client.create_event(event)
     except IntercomAPIError as exc:
         log.error("Intercom refused event %r: %s", event.event_name, exc)
-        if event_failed.receivers:
-            event_failed.send(app, event=event, error=exc)
-        if state.settings.strict:
-            raise
+        _failed(app, state, event, exc)
         return
-    if event_delivered.receivers:
-        event_delivered.send(app, event=event)
+    except Exception as exc:  # a bug of ours: the event is not sent; the view goes on
+        log.exception("Intercom event %r could not be sent", event.event_name)
+        _failed(app, state, event, exc)
+        return
+    _send(event_delivered, app, event=event)
+
+
+def _failed(app: Flask, state: AppState, event: Event, error: Exception) -> None:
+    _send(event_failed, app, event=event, error=error)
+    if state.settings.strict:
+        raise error
 
 
 class RequestBatch:

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from flask import Flask
 
 from .config import Settings
-from .errors import IntercomAPIError, RateLimitedError, RateLimitInfo
+from .errors import IntercomAPIError, ProxyAuthenticationError, RateLimitedError, RateLimitInfo
 from .events import Event
 from .job_records import ClaimedJob
 from .logs import FailureLog
@@ -155,7 +155,7 @@ class Settler:
             self._pause(plan, now)
         elif plan.delivered and worker.paused and worker.budget.resume():
             worker.paused = False
-            log.warning("Intercom accepts the access token again: delivery resumes")
+            log.warning("Intercom accepts requests again: delivery resumes")
         for failure, error in plan.failures:
             self._failed(failure, error)
         if plan.newest is not None or plan.block_for is not None:
@@ -273,13 +273,24 @@ class Settler:
         reason = plan.refused_reason
         probe_every = worker.settings.auth_probe_every
         if worker.budget.pause(reason, now=now, probe_every=probe_every):
-            log.critical(
-                "Intercom refused the access token (%s). Delivery pauses: events stay queued, "
-                "and one event is tried every %.0f s; delivery resumes by itself once the "
-                "token works (fix INTERCOM_ACCESS_TOKEN: a valid token with write scope).",
-                _describe(error),
-                probe_every,
-            )
+            if isinstance(error, ProxyAuthenticationError):
+                log.critical(
+                    "A proxy on the way to Intercom refused its credentials (%s). Delivery "
+                    "pauses: events stay queued, and one event is tried every %.0f s; "
+                    "delivery resumes by itself once the proxy lets requests through (fix "
+                    "its user and password in HTTPS_PROXY, or its access rules).",
+                    _describe(error),
+                    probe_every,
+                )
+            else:
+                log.critical(
+                    "Intercom refused the access token (%s). Delivery pauses: events stay "
+                    "queued, and one event is tried every %.0f s; delivery resumes by itself "
+                    "once the token works (fix INTERCOM_ACCESS_TOKEN: a valid token with "
+                    "write scope).",
+                    _describe(error),
+                    probe_every,
+                )
         worker.paused = True
         worker.release([job.id for job, _ in plan.refused])
 

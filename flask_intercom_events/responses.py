@@ -1,19 +1,23 @@
 """Reading what Intercom answered: headers, error bodies, origins. Pure: no I/O, no ``requests``.
 
-:mod:`.transport` turns one HTTP exchange into an :class:`Answer`, the access token already
-taken out of its body, reason and headers by a :class:`Redactor` (an upstream may echo the
-request's headers back); the client turns an answer that is not a success into an
+:mod:`.transport` turns one HTTP exchange into an :class:`Answer`, kept as it was sent: its
+body and headers are data (a JSON body, a rate-limit header), and taking the token out of
+them could change what they say. The answer carries a :class:`Redactor` instead (an upstream
+may echo the request's headers back), and every text built from it for a message goes
+through that: the client turns an answer that is not a success into an
 :class:`~flask_intercom_events.errors.IntercomAPIError` with :func:`error_from_answer`, whose
-every text also goes through :func:`redact_credentials`.
+message, code, field, ``request_id`` and excerpt are redacted, as the error may be logged,
+printed or stored in Redis.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timezone
 from email.utils import parsedate_to_datetime
@@ -28,8 +32,10 @@ from .errors import (
     IntercomAPIError,
     NetworkError,
     NotFoundError,
+    ProxyAuthenticationError,
     RateLimitedError,
     RateLimitInfo,
+    RedirectError,
     RequestTimeoutError,
     ServerError,
     UnprocessableEntityError,
@@ -38,6 +44,7 @@ from .errors import (
 from .json_text import parse_json
 
 __all__ = [
+    "PROXY_REFUSED",
     "REDACTED",
     "Answer",
     "Redactor",
@@ -52,6 +59,7 @@ __all__ = [
     "parse_retry_after",
     "protocol_error",
     "redact_credentials",
+    "redirect_target",
     "short",
 ]
 
@@ -59,6 +67,12 @@ __all__ = [
 BODY_EXCERPT = 200
 #: What stands where a credential was.
 REDACTED = "<redacted>"
+#: What a 407 says, whichever way it came.
+PROXY_REFUSED = (
+    "a proxy on the way to Intercom refused its credentials (set its user and password in "
+    "HTTPS_PROXY, as http://user:password@proxy:port, or ask for access): not the access "
+    "token's fault"
+)
 # "Bearer <credential>" as a header, a JSON string or a form would carry it. The credential
 # stops before a quote, a backslash (a JSON escape), a separator or "<" (so a redacted text
 # is left as it is).
@@ -69,6 +83,7 @@ _ERROR_CLASSES: dict[int, type[IntercomAPIError]] = {
     401: AuthenticationError,
     403: AuthenticationError,
     404: NotFoundError,
+    407: ProxyAuthenticationError,
     408: RequestTimeoutError,
     409: ConflictError,
     422: UnprocessableEntityError,
@@ -76,19 +91,59 @@ _ERROR_CLASSES: dict[int, type[IntercomAPIError]] = {
 }
 
 
+class Redactor:
+    """Takes one access token out of a text, in every form and case it may take there: as
+    is, JSON-escaped (``/`` as ``\\/`` too), HTML-escaped and URL-encoded, upper-, lower-
+    or mixed-case (a proxy may change the case of what it echoes; percent-encoding has two
+    cases of its own).
+
+    :meth:`text` also replaces any ``Bearer <credential>`` (:func:`redact_credentials`).
+    It is for texts built for a message (an error, a log line), never for data: a short
+    token may well match a part of an ordinary word.
+    """
+
+    def __init__(self, token: str) -> None:
+        escaped = json.dumps(token)[1:-1]
+        in_html = html.escape(token)
+        forms = {
+            token,
+            escaped,
+            escaped.replace("/", "\\/"),
+            in_html,
+            in_html.replace("&#x27;", "&#39;"),
+            html.escape(token, quote=False),
+            quote(token, safe=""),
+            quote_plus(token),
+        }
+        # Longest first, so no form is left half-replaced by a shorter one.
+        self._forms = re.compile(
+            "|".join(re.escape(form) for form in sorted(forms, key=len, reverse=True)),
+            re.IGNORECASE,
+        )
+
+    def __repr__(self) -> str:
+        return f"Redactor({REDACTED})"
+
+    def text(self, text: str) -> str:
+        """``text`` without the token nor any bearer credential."""
+        return redact_credentials(self._forms.sub(REDACTED, text))
+
+
 @dataclass(frozen=True)
 class Answer:
-    """One HTTP answer: status line, headers and body.
+    """One HTTP answer: status line, headers and body, as sent.
 
-    ``headers`` looks names up case-insensitively. ``elapsed`` is the seconds the exchange
-    took. ``cut_at`` is ``0`` for a body read whole, else the bytes read of a longer one
-    (``body`` holds those, or nothing when the announced length was already too long).
+    ``headers`` looks names up case-insensitively. ``redactor`` takes the access token out
+    of any text built from the answer (:meth:`redact`). ``elapsed`` is the seconds the
+    exchange took. ``cut_at`` is ``0`` for a body read whole, else the bytes read of a longer
+    one (``body`` holds those, or nothing when the announced length was already too long).
     """
 
     status: int
     reason: str
     headers: Mapping[str, str] = field(repr=False)
     body: bytes = field(repr=False)
+    redactor: Redactor = field(repr=False, compare=False)
     elapsed: float = 0.0
     cut_at: int = 0
 
@@ -97,40 +152,10 @@ class Answer:
         """Whether the status is a success (2xx)."""
         return 200 <= self.status < 300
 
-
-class Redactor:
-    """Takes one access token out of what an upstream sent back, in every form it may take
-    there: as is, JSON-escaped (``/`` as ``\\/`` too) and URL-encoded.
-
-    :meth:`text` also replaces any ``Bearer <credential>`` (:func:`redact_credentials`).
-    """
-
-    def __init__(self, token: str) -> None:
-        escaped = json.dumps(token)[1:-1]
-        forms = {
-            token,
-            escaped,
-            escaped.replace("/", "\\/"),
-            quote(token, safe=""),
-            quote_plus(token),
-        }
-        # Longest first, so no form is left half-replaced by a shorter one.
-        self._forms = tuple(sorted(forms, key=len, reverse=True))
-
-    def __repr__(self) -> str:
-        return f"Redactor({REDACTED})"
-
-    def text(self, text: str) -> str:
-        """``text`` without the token nor any bearer credential."""
-        for form in self._forms:
-            text = text.replace(form, REDACTED)
-        return redact_credentials(text)
-
-    def body(self, body: bytes) -> bytes:
-        """``body`` without the token; the rest of the bytes as they came."""
-        for form in self._forms:
-            body = body.replace(form.encode(), REDACTED.encode())
-        return body
+    def redact(self, text: str) -> str:
+        """``text`` (taken from this answer, for a message) without the access token nor
+        any bearer credential."""
+        return self.redactor.text(text)
 
 
 def redact_credentials(text: str) -> str:
@@ -198,22 +223,26 @@ def parse_http_date(value: str | None) -> float | None:
 
 def error_from_answer(answer: Answer, method: str, path: str) -> IntercomAPIError:
     """The :class:`~flask_intercom_events.errors.IntercomAPIError` subclass of a failed answer,
-    with the first ``error.list`` entry as code and message (else the body's excerpt).
+    with the first ``error.list`` entry as code and message (else the body's excerpt); a
+    redirect (3xx) is a :class:`~flask_intercom_events.errors.RedirectError` saying where it
+    pointed.
 
-    Every text taken from the answer (message, code, field, ``request_id``, excerpt) has its
-    bearer credentials redacted, as the error may be logged, printed or stored in Redis.
+    The body is read as sent; every text taken from it (message, code, field,
+    ``request_id``, excerpt, ``Location``) then has the token and any bearer credential
+    redacted, as the error may be logged, printed or stored in Redis.
     """
+    redact = answer.redact
     status = answer.status
     request_id, listed = parse_error_list(_json_or_none(answer.body))
     if request_id is None:
         request_id = answer.headers.get("X-Request-Id") or None
     if request_id is not None:
-        request_id = redact_credentials(request_id)
+        request_id = redact(request_id)
     details = [
         ErrorDetail(
-            code=redact_credentials(detail.code),
-            message=redact_credentials(detail.message),
-            field=None if detail.field is None else redact_credentials(detail.field),
+            code=redact(detail.code),
+            message=redact(detail.message),
+            field=None if detail.field is None else redact(detail.field),
         )
         for detail in listed
     ]
@@ -223,35 +252,70 @@ def error_from_answer(answer: Answer, method: str, path: str) -> IntercomAPIErro
         message = first.message or first.code or f"HTTP {status}"
     else:
         code = None
-        message = f"{redact_credentials(answer.reason) or 'error'}; body: {excerpt(answer)}"
+        message = f"{redact(answer.reason) or 'error'}; body: {excerpt(answer)}"
+    common: dict[str, Any] = {
+        "status": status,
+        "code": code,
+        "request_id": request_id,
+        "errors": details,
+        "retry_after": parse_retry_after(answer.headers.get("Retry-After")),
+        "rate_limit": parse_rate_limit(answer.headers),
+        "method": method,
+        "path": path,
+    }
+    if 300 <= status < 400:
+        location = answer.headers.get("Location")
+        reason = redact(answer.reason)
+        return RedirectError(
+            f"{reason + ', ' if reason else ''}{redirect_target(location, redact)}, "
+            "not followed (the access token goes to the configured origin only): check "
+            "INTERCOM_API_BASE_URL, or a proxy or captive portal on the way; body: "
+            f"{excerpt(answer)}",
+            location=None if location is None else redact(location),
+            **common,
+        )
+    if status == 407:
+        message = f"{PROXY_REFUSED}; {message}"
     error_class = _ERROR_CLASSES.get(status)
     if error_class is None:
         error_class = ServerError if 500 <= status < 600 else IntercomAPIError
-    return error_class(
-        message,
-        status=status,
-        code=code,
-        request_id=request_id,
-        errors=details,
-        retry_after=parse_retry_after(answer.headers.get("Retry-After")),
-        rate_limit=parse_rate_limit(answer.headers),
-        method=method,
-        path=path,
-    )
+    return error_class(message, **common)
+
+
+def redirect_target(location: str | None, redact: Callable[[str], str]) -> str:
+    """Where a redirect points, in words: the origin of its ``Location`` (never its path or
+    query: they may hold anything). The whole ``Location`` is ``redact``-ed first: a token
+    echoed there could otherwise show in part, cut by the parsing."""
+    if location is None or not location.strip():
+        return "a redirect without a Location"
+    location = redact(location.strip())
+    try:
+        parts = urlsplit(location)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        return "a redirect to an unreadable Location"
+    if not parts.netloc:
+        return "a redirect to another path of the same origin"
+    if parts.scheme:
+        where = origin_text(origin_of(location))
+    else:
+        where = f"//{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+    return f"a redirect to {short(where)}"
 
 
 def json_object(answer: Answer, method: str, path: str) -> dict[str, Any]:
     """The JSON object a successful answer holds; :class:`NetworkError` otherwise."""
-    try:
-        body = parse_json(answer.body)
-    except ValueError as exc:  # UnicodeDecodeError is one
+    body = _json_or_none(answer.body, unreadable=_UNREADABLE)
+    # Raised outside of an except block: the decoding error keeps the whole body (``doc``),
+    # where an echoed token is not redacted.
+    if body is _UNREADABLE:
         raise NetworkError(
             f"Intercom answered {answer.status} with a body that is not JSON: {excerpt(answer)}",
             status=answer.status,
             rate_limit=parse_rate_limit(answer.headers),
             method=method,
             path=path,
-        ) from exc
+        )
     if not isinstance(body, dict):
         raise NetworkError(
             f"Intercom answered {answer.status} with JSON that is not an object",
@@ -263,12 +327,12 @@ def json_object(answer: Answer, method: str, path: str) -> dict[str, Any]:
 
 
 def excerpt(answer: Answer) -> str:
-    """A short, single-line view of a body that could not be used."""
+    """A short, single-line view of a body that could not be used, without the token."""
     cut = f"; larger than {answer.cut_at // 1024:,} KiB, the rest not read" if answer.cut_at else ""
     if not answer.body:
         return f"(empty{cut})"
-    text = redact_credentials(answer.body.decode("utf-8", errors="replace"))
-    kind = redact_credentials(answer.headers.get("Content-Type", "no Content-Type"))
+    text = answer.redact(answer.body.decode("utf-8", errors="replace"))
+    kind = answer.redact(answer.headers.get("Content-Type", "no Content-Type"))
     return f"{short(text)!r} ({kind}{cut})"
 
 
@@ -302,10 +366,14 @@ def origin_text(origin: tuple[str, str, int]) -> str:
 
 
 def next_page_url(
-    body: Mapping[str, Any], current: str, origin: tuple[str, str, int]
+    body: Mapping[str, Any],
+    current: str,
+    origin: tuple[str, str, int],
+    redact: Callable[[str], str],
 ) -> str | None:
     """The absolute URL of ``pages.next`` in a page of ``GET /events`` (``None`` on the last
-    page); :func:`protocol_error` when it is not a URL on ``origin`` without credentials."""
+    page); :func:`protocol_error` when it is not a URL on ``origin`` without credentials
+    (the origin it names ``redact``-ed)."""
     pages = body.get("pages")
     if not isinstance(pages, Mapping):
         return None
@@ -320,9 +388,9 @@ def next_page_url(
         protocol_error("pages.next carries credentials in its URL; refusing to follow it")
     if origin_of(absolute) != origin:
         protocol_error(
-            f"pages.next points to {origin_text(origin_of(absolute))}, not the configured "
-            f"{origin_text(origin)} (INTERCOM_API_BASE_URL); refusing to send the "
-            "access token to another origin"
+            f"pages.next points to {short(origin_text(origin_of(redact(absolute))))}, not "
+            f"the configured {origin_text(origin)} (INTERCOM_API_BASE_URL); refusing to send "
+            "the access token to another origin"
         )
     return absolute
 
@@ -334,8 +402,11 @@ def protocol_error(detail: str) -> NoReturn:
     )
 
 
-def _json_or_none(body: bytes) -> Any:
+_UNREADABLE = object()
+
+
+def _json_or_none(body: bytes, *, unreadable: Any = None) -> Any:
     try:
         return parse_json(body)
     except ValueError:  # UnicodeDecodeError is one
-        return None
+        return unreadable

@@ -1,10 +1,13 @@
 """Which delivery failures are worth retrying, and when: pure functions, no I/O.
 
 The rules come from Intercom's API notes: a network error, a timeout, ``408``, ``409`` and
-``5xx`` are transient (capped exponential backoff with jitter); ``429`` waits for the window
-to refill (``X-RateLimit-Reset``, or ``Retry-After``); ``404`` means the contact does not exist
-*yet*, so it is retried a few times over minutes and then given up; ``400``, ``422`` and any
-other refusal are final, and ``401``/``403`` are final *and* a configuration problem.
+``5xx`` are transient (capped exponential backoff with jitter), and so is a redirect
+(``3xx``, never followed: a wrong base URL, or a proxy or captive portal on the way, nothing
+about the event); ``429`` waits for the window to refill (``X-RateLimit-Reset``, or
+``Retry-After``); ``404`` means the contact does not exist *yet*, so it is retried a few
+times over minutes and then given up; ``400``, ``422`` and any other refusal are final;
+``401``/``403`` (the token) and ``407`` (a proxy's credentials) are a configuration problem
+that every event would hit: delivery pauses.
 
 Every function here takes what it needs (the clock reading, a random draw) as arguments, so
 the tests are tables.
@@ -16,7 +19,12 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import IntercomAPIError, InvalidEventError
+from .errors import (
+    IntercomAPIError,
+    InvalidEventError,
+    ProxyAuthenticationError,
+    RedirectError,
+)
 
 __all__ = [
     "Action",
@@ -39,7 +47,7 @@ class Verdict(enum.Enum):
     """What a failure says about the event."""
 
     TRANSIENT = "transient"
-    """Network error, timeout, 408, 409, 5xx: retry with backoff."""
+    """Network error, timeout, 408, 409, 5xx, a redirect (3xx): retry with backoff."""
     THROTTLED = "throttled"
     """429: retry once the rate window refills."""
     CONTACT_MISSING = "contact_missing"
@@ -47,8 +55,9 @@ class Verdict(enum.Enum):
     REJECTED = "rejected"
     """400, 422, any other refusal, or an invalid event: final."""
     UNAUTHORIZED = "unauthorized"
-    """401, 403: the access token is wrong or lacks scope. Not the event's fault: every event
-    would fail the same way, so delivery pauses (the event goes back on the queue)."""
+    """401, 403: the access token is wrong or lacks scope; 407: a proxy on the way refused
+    its credentials. Not the event's fault: every event would fail the same way, so delivery
+    pauses (the event goes back on the queue)."""
 
     @property
     def final(self) -> bool:
@@ -58,13 +67,13 @@ class Verdict(enum.Enum):
 
 def classify(status: int | None) -> Verdict:
     """The verdict for an HTTP status; ``None`` means no response arrived (network error)."""
-    if status is None or status in (408, 409) or 500 <= status <= 599:
+    if status is None or status in (408, 409) or 500 <= status <= 599 or 300 <= status <= 399:
         return Verdict.TRANSIENT
     if status == 429:
         return Verdict.THROTTLED
     if status == 404:
         return Verdict.CONTACT_MISSING
-    if status in (401, 403):
+    if status in (401, 403, 407):
         return Verdict.UNAUTHORIZED
     return Verdict.REJECTED
 
@@ -85,13 +94,17 @@ def classify_error(error: BaseException) -> Verdict:
 
 def reason_of(error: BaseException) -> str:
     """A short, stable label to group failures by: ``"401 unauthorized"``, ``"404 not_found"``,
-    ``"500"``, ``"network"``, ``"invalid_event"``.
+    ``"500"``, ``"302 redirect"``, ``"network"``, ``"invalid_event"``.
 
     ``flask intercom status`` counts failures by it and ``requeue-failed --reason`` matches it.
     """
     if isinstance(error, IntercomAPIError):
         if error.status is None:
             return "network"
+        if isinstance(error, RedirectError):  # where it points is in the message
+            return f"{error.status} redirect"
+        if isinstance(error, ProxyAuthenticationError):  # the proxy's words, not Intercom's
+            return "407 proxy_authentication_required"
         if is_event_name_limit(error):
             return "422 too_many_event_names"
         return f"{error.status} {error.code}" if error.code else str(error.status)
@@ -304,7 +317,8 @@ class Action(enum.Enum):
     FAIL = "fail"
     """Given up (RQ's failed registry, with the reason)."""
     PAUSE = "pause"
-    """Back on the queue, untouched: the access token is refused, so delivery pauses."""
+    """Back on the queue, untouched: the access token (or a proxy's credentials) is
+    refused, so delivery pauses."""
 
 
 @dataclass(frozen=True)
@@ -346,12 +360,13 @@ def settle(
     verdict = classify_error(error)
     reason = reason_of(error)
     if verdict is Verdict.UNAUTHORIZED:
-        return Settlement(
-            Action.PAUSE,
-            reason,
-            "the access token is refused: delivery pauses until it works again",
-            attempts=attempts,
-        )
+        why = "the access token is refused: delivery pauses until it works again"
+        if isinstance(error, ProxyAuthenticationError):
+            why = (
+                "a proxy on the way to Intercom refused its credentials (407): delivery "
+                "pauses until it lets requests through"
+            )
+        return Settlement(Action.PAUSE, reason, why, attempts=attempts)
     history = attempts.after(verdict, now, contact_created=contact_created)
     block_for = None
     if verdict is Verdict.THROTTLED:

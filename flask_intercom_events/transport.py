@@ -1,8 +1,9 @@
 """One HTTP exchange with Intercom: the only module that imports ``requests`` (and urllib3).
 
 :class:`Transport` sends one request through a ``requests.Session`` (the bearer token,
-connect and read timeouts, no redirects, no transport-level retries) and reads its answer
-into a :class:`~flask_intercom_events.responses.Answer`, within two bounds:
+connect and read timeouts, no transport-level retries) and reads its answer into a
+:class:`~flask_intercom_events.responses.Answer`, in a response hook, so that a redirect is
+read like any other answer and never followed, within two bounds:
 
 - a deadline for the whole call, :attr:`Transport.deadline` (connect + read timeouts +
   :data:`DEADLINE_MARGIN`), kept by :mod:`.deadlines` even while headers or a body trickle in:
@@ -13,9 +14,12 @@ into a :class:`~flask_intercom_events.responses.Answer`, within two bounds:
 
 No usable answer is a :class:`~flask_intercom_events.errors.NetworkError` (a
 :class:`~flask_intercom_events.errors.NetworkTimeoutError` when a timeout or the deadline
-expired), chained to the ``requests`` exception with the token taken out of its request
-objects and its frames' locals cleared. The token is also taken out of what the answer
-echoes (body, reason, headers) before the answer leaves this module.
+expired, a :class:`~flask_intercom_events.errors.ProxyAuthenticationError` when a proxy
+refused the tunnel of an ``https://`` call with a 407), chained to the ``requests``
+exception with the token taken out of its request objects and its frames' locals cleared.
+The answer is kept as sent (its body and headers are data); it carries the
+:class:`~flask_intercom_events.responses.Redactor` that takes the token out of every text
+built from it, as an upstream may echo the request's headers.
 """
 
 from __future__ import annotations
@@ -38,8 +42,13 @@ import urllib3.connection
 import urllib3.exceptions
 
 from .deadlines import Deadlines
-from .errors import ConfigurationError, NetworkError, NetworkTimeoutError
-from .responses import Answer, Redactor, origin_of, origin_text, short
+from .errors import (
+    ConfigurationError,
+    NetworkError,
+    NetworkTimeoutError,
+    ProxyAuthenticationError,
+)
+from .responses import PROXY_REFUSED, Answer, Redactor, origin_of, origin_text, short
 
 __all__ = [
     "DEADLINE_MARGIN",
@@ -107,7 +116,8 @@ class Transport:
         pool_size: int,
     ) -> None:
         self._auth = _BearerAuth(access_token)
-        self._redactor = Redactor(access_token)
+        #: Takes the token out of texts built from what an upstream sent back.
+        self.redactor = Redactor(access_token)
         self._origin = origin_text(origin_of(base_url))
         self._timeout = timeout
         self.deadline = timeout[0] + timeout[1] + DEADLINE_MARGIN
@@ -142,7 +152,8 @@ class Transport:
         params: Mapping[str, str] | None = None,
         data: bytes | None = None,
     ) -> Answer:
-        """One attempt: the answer, whatever its status, or :class:`NetworkError` raised.
+        """One attempt: the answer, whatever its status, or :class:`NetworkError` raised
+        (:class:`ProxyAuthenticationError` when a proxy refused the tunnel with a 407).
 
         ``path`` names the call in logs and errors (never the query: it can hold an email);
         ``max_body`` is the most bytes of a successful answer's body read.
@@ -192,9 +203,24 @@ class Transport:
         data: bytes | None,
         max_body: int,
     ) -> Answer:
-        # The only frame that holds the response (and, through it, the request's headers):
-        # it returns an Answer, or its locals are cleared with the exception's traceback.
+        # The only frames that hold the response (and, through it, the request's headers):
+        # they return an Answer, or their locals are cleared with the exception's traceback.
         started = time.perf_counter()
+        read: list[Answer] = []
+
+        def take(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+            read.append(self._read(response, max_body, started))
+            if response.is_redirect:
+                # Not followed, and read already: without its Location, requests does not
+                # read the rest of the body (nor parse the Location, nor look in ~/.netrc)
+                # to prepare the request it would send next (``Response.next``).
+                del response.headers["Location"]
+
+        # Read in a response hook, before Session.send goes on with a redirect. The hooks of
+        # a request replace the session's own: those are listed first, and run as before.
+        hooks = self.session.hooks.get("response") or []
+        if callable(hooks):
+            hooks = [hooks]
         response = self.session.request(
             method,
             url,
@@ -205,7 +231,15 @@ class Transport:
             timeout=self._timeout,
             allow_redirects=False,
             stream=True,
+            hooks={"response": [*hooks, take]},
         )
+        if not read:  # a Session subclass that dispatches no hooks
+            read.append(self._read(response, max_body, started))
+        return read[0]
+
+    def _read(self, response: requests.Response, max_body: int, started: float) -> Answer:
+        """The answer, its body read within its limit; the response closed (its connection
+        back to the pool when read to its end, closed when cut)."""
         try:
             # Already attached when connecting, unless the session is the caller's.
             self._deadlines.attach(getattr(response.raw, "connection", None))
@@ -213,24 +247,22 @@ class Transport:
             limit = max_body if ok else MAX_ERROR_BODY
             body, cut = _read_at_most(response, limit, ok)
         finally:
-            # Back to the pool when read to its end; closed when cut.
             response.close()
-        # An upstream may echo the request's headers: the token goes no further than here.
-        redact = self._redactor.text
+        # As sent: a body or header is data, and redacting the token from it could change
+        # what it says. Texts built from it for a message go through the redactor.
         return Answer(
             status=response.status_code,
-            reason=redact(response.reason or ""),
-            headers=requests.structures.CaseInsensitiveDict(
-                {name: redact(value) for name, value in response.headers.items()}
-            ),
-            body=self._redactor.body(body),
+            reason=response.reason or "",
+            headers=requests.structures.CaseInsensitiveDict(response.headers),
+            body=body,
+            redactor=self.redactor,
             elapsed=time.perf_counter() - started,
             cut_at=limit if cut else 0,
         )
 
     def _failure(
         self, exc: requests.RequestException | None, late: bool, method: str, path: str
-    ) -> NetworkError:
+    ) -> NetworkError | ProxyAuthenticationError:
         connect, read = self._timeout
         if late:
             return NetworkTimeoutError(
@@ -240,11 +272,18 @@ class Transport:
                 method=method,
                 path=path,
             )
-        said = short(self._redactor.text(str(exc)))
+        said = short(self.redactor.text(str(exc)))
         if exc is not None and _is_timeout(exc):
             return NetworkTimeoutError(
                 f"no answer from {self._origin} within the timeout ({connect:g} s to "
                 f"connect, {read:g} s to read): {said}",
+                method=method,
+                path=path,
+            )
+        if exc is not None and _tunnel_refused_credentials(exc):
+            return ProxyAuthenticationError(
+                f"{PROXY_REFUSED}; it answered 407 to the tunnel to {self._origin}: {said}",
+                status=407,
                 method=method,
                 path=path,
             )
@@ -309,6 +348,16 @@ def scrubbed(exc: BaseException) -> BaseException:
         if isinstance(request, requests.PreparedRequest) and "Authorization" in request.headers:
             request.headers["Authorization"] = "Bearer <redacted>"
     return exc
+
+
+def _tunnel_refused_credentials(exc: requests.RequestException) -> bool:
+    # An https:// call through a proxy asks it for a tunnel (CONNECT); a 407 there is no
+    # answer requests returns but an OSError of http.client, "Tunnel connection failed:
+    # 407 Proxy Authentication Required", wrapped in urllib3's and requests' ProxyError.
+    return isinstance(exc, requests.exceptions.ProxyError) and any(
+        type(linked) is OSError and str(linked).startswith("Tunnel connection failed: 407")
+        for linked in _linked(exc)
+    )
 
 
 def _is_timeout(exc: requests.RequestException) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import html
 import json
 import logging
 import socket
@@ -24,11 +25,14 @@ from flask_intercom_events import (
     IntercomAPIError,
     NetworkError,
     NetworkTimeoutError,
+    NotFoundError,
+    RateLimitInfo,
     ServerError,
 )
 from flask_intercom_events.client import IntercomClient
 from flask_intercom_events.events import Event, Identity
 from flask_intercom_events.responses import Redactor
+from flask_intercom_events.sandbox import Sandbox
 
 from .apps import make_app
 from .hostile import HostileServer, Peer, Received, response
@@ -50,7 +54,9 @@ def pieces(token: str = TOKEN, size: int = 8) -> set[str]:
 
 
 def leaks(text: str) -> list[str]:
-    return sorted(piece for piece in pieces() if piece in text)
+    """The pieces of the token in ``text``, in any case (an upstream may change it)."""
+    folded = text.casefold()
+    return sorted(piece for piece in pieces() if piece.casefold() in folded)
 
 
 def everything_built_from(error: IntercomAPIError) -> str:
@@ -126,6 +132,37 @@ ECHOES: dict[str, tuple[int, Any, dict[str, Any]]] = {
         ).encode(),
         {"headers": {"X-Request-Id": "req-1"}},
     ),
+    "500 html echoing it lower- and upper-cased": (
+        500,
+        lambda r: (
+            f"<pre>auth={r.headers['authorization'].lower()} "
+            f"upper={r.headers['authorization'][7:].upper()} "
+            f"url={quote(r.headers['authorization'][7:], safe='').lower()}</pre>"
+        ).encode(),
+        {"content_type": "text/html"},
+    ),
+    "502 error.list echoing it case-changed in every field": (
+        502,
+        lambda r: json.dumps(
+            {
+                "type": "error.list",
+                "request_id": r.headers["authorization"][7:].swapcase(),
+                "errors": [
+                    {
+                        "code": r.headers["authorization"][7:].upper(),
+                        "message": f"token {r.headers['authorization'][7:].lower()} refused",
+                        "field": r.headers["authorization"][7:].title(),
+                    }
+                ],
+            }
+        ).encode(),
+        {},
+    ),
+    "302 echoing it in the Location": (
+        302,
+        lambda r: b"moved",
+        {"headers": {"Location": f"https://{TOKEN.lower()}.example/?t={quote_plus(TOKEN)}"}},
+    ),
     "500 echoing it in X-Request-Id": (
         500,
         lambda r: b'{"type": "error.list", "errors": []}',
@@ -147,16 +184,38 @@ ECHOES: dict[str, tuple[int, Any, dict[str, Any]]] = {
         ("Bearer+abc&y=2", "Bearer <redacted>&y=2"),
         ("Bearer <redacted>", "Bearer <redacted>"),
         ("nothing secret here", "nothing secret here"),
+        # In any case: a proxy may lower- or upper-case what it echoes.
+        (f"token {TOKEN.lower()} refused", "token <redacted> refused"),
+        (f"TOKEN {TOKEN.upper()}!", "TOKEN <redacted>!"),
+        (f"t={TOKEN.swapcase()}", "t=<redacted>"),
+        (f"?access_token={quote(TOKEN, safe='').lower()}", "?access_token=<redacted>"),
+        (json.dumps(TOKEN.upper()).replace("/", "\\/"), '"<redacted>"'),
     ],
 )
 def test_redactor_table(text: str, expected: str) -> None:
     assert Redactor(TOKEN).text(text) == expected
-
-
-def test_redactor_body_takes_out_the_token_only() -> None:
-    body = json.dumps({"a": TOKEN, "b": "Bearer of good news"}).encode()
-    assert Redactor(TOKEN).body(body) == b'{"a": "<redacted>", "b": "Bearer of good news"}'
     assert TOKEN not in repr(Redactor(TOKEN))
+
+
+ODD_TOKEN = "tok&en<with>\"quotes'/+=%"
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        ODD_TOKEN,
+        json.dumps(ODD_TOKEN)[1:-1],
+        html.escape(ODD_TOKEN),
+        html.escape(ODD_TOKEN).replace("&#x27;", "&#39;"),
+        html.escape(ODD_TOKEN, quote=False),
+        quote(ODD_TOKEN, safe=""),
+        quote_plus(ODD_TOKEN),
+        html.escape(ODD_TOKEN).upper(),
+    ],
+    ids=["as-is", "json", "html", "html-decimal", "html-text", "url", "form", "html-upper"],
+)
+def test_redactor_knows_every_form_of_a_token_with_odd_characters(form: str) -> None:
+    assert Redactor(ODD_TOKEN).text(f"<p>echo: {form}</p>") == "<p>echo: <redacted></p>"
 
 
 @pytest.mark.parametrize("case", ECHOES)
@@ -188,6 +247,82 @@ def test_the_redacted_excerpt_still_shows_the_body() -> None:
         "Whatever; body: 'proxy error; Authorization: Bearer <redacted>; upstream down' "
         "(text/plain)"
     )
+
+
+# --- what is data stays as sent: redaction is for messages only ---------------------------------
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["event_name", "EVENT.LIST", '"contact"', "External_Id", "error.list"],
+)
+def test_a_token_found_in_an_answer_never_changes_the_data(token: str) -> None:
+    # Tokens that are words of Intercom's own answers: redacting them from a body before it
+    # is read changed it (an empty list, a contact that was not JSON, an error.list that
+    # was not one any more), and a redaction in any case would change more.
+    with Sandbox(tokens=[token], contacts=[]) as emulator:
+        client = IntercomClient(token, base_url=emulator.url, timeout=(2, 5))
+        contact = client.create_contact(external_id="42")
+        assert (contact["type"], contact["external_id"]) == ("contact", "42")
+        assert client.create_event(event()).status == 202
+        [stored] = client.list_events(user_id="42")
+        assert (stored["event_name"], stored["user_id"]) == ("invited-friend", "42")
+        with pytest.raises(NotFoundError) as caught:
+            client.create_event(Event("invited-friend", NOW, Identity(user_id="ghost"), {}))
+        client.close()
+    error = caught.value
+    assert (error.status, error.code, error.message) == (404, "not_found", "User Not Found")
+    # The texts built from it, though, never hold the token.
+    assert token.casefold() not in everything_built_from(error).casefold()
+
+
+def test_headers_are_read_as_sent_whatever_the_token() -> None:
+    token = "16661666"
+    reset = NOW + 7
+
+    def answer(peer: Peer, request: Received) -> bool:
+        headers = {
+            "X-RateLimit-Limit": token,
+            "X-RateLimit-Remaining": token,
+            "X-RateLimit-Reset": str(reset),
+        }
+        peer.send(response(202, headers=headers))
+        return True
+
+    with HostileServer(answer) as server:
+        client = IntercomClient(token, base_url=server.url, timeout=(2, 5))
+        result = client.create_event(event())
+        client.close()
+    assert result.rate_limit == RateLimitInfo(limit=16661666, remaining=16661666, reset=reset)
+
+
+def test_a_success_that_is_not_json_shows_no_echoed_token() -> None:
+    # A captive portal's page, echoing the headers it got, answered as a 200.
+    body = lambda r: f"<html>Welcome! {r.headers['authorization'].lower()}</html>".encode()  # noqa: E731
+    with HostileServer(echoing(200, body, content_type="text/html")) as server:
+        client = IntercomClient(TOKEN, base_url=server.url, timeout=(2, 5))
+        with pytest.raises(NetworkError) as caught:
+            client.create_contact(external_id="42")
+        client.close()
+    error = caught.value
+    assert "a body that is not JSON: '<html>Welcome! bearer <redacted></html>'" in str(error)
+    assert leaks(everything_built_from(error)) == []
+    assert found_in_frames(error) == []
+
+
+def test_a_next_page_elsewhere_names_no_echoed_token() -> None:
+    def answer(peer: Peer, request: Received) -> bool:
+        page = {"type": "event.list", "events": [], "pages": {"next": f"https://{TOKEN}.evil/"}}
+        peer.send(response(200, json.dumps(page).encode()))
+        return True
+
+    with HostileServer(answer) as server:
+        client = IntercomClient(TOKEN, base_url=server.url, timeout=(2, 5))
+        with pytest.raises(IntercomAPIError, match="refusing to send the access token") as caught:
+            client.list_events(user_id="42")
+        client.close()
+    assert "pages.next points to https://<redacted>" in caught.value.message
+    assert leaks(everything_built_from(caught.value)) == []
 
 
 def test_flask_intercom_send_prints_no_echoed_token(tmp_path: Path) -> None:
@@ -262,12 +397,10 @@ def _base64(value: bytes) -> bytes:
         return b""
 
 
-def test_the_worker_logs_and_stores_no_echoed_token(
-    redis_url: str, deployments: Any, tmp_path: Path
-) -> None:
+WORKER_ECHOES = {
     # A 400 fails at once: the failure record (reason, message, code, request_id) lands in
     # RQ's failed registry, and the worker logs it.
-    answer = echoing(
+    "400 error.list": (
         400,
         lambda r: json.dumps(
             {
@@ -276,19 +409,44 @@ def test_the_worker_logs_and_stores_no_echoed_token(
                 "errors": [{"code": "parameter_invalid", "message": authorization(r)}],
             }
         ).encode(),
-    )
-    with HostileServer(answer) as server:
-        setup = deployments(redis_url, server.url, INTERCOM_ACCESS_TOKEN=TOKEN)
+        "parameter_invalid",
+    ),
+    # A 500 is retried first: its error goes into the job's last_error and the log line of
+    # each retry, then into the failure.
+    "500 echoing it case-changed": (
+        500,
+        lambda r: (
+            f"upstream said: {r.headers['authorization'][7:].lower()} / "
+            f"{r.headers['authorization'][7:].upper()}"
+        ).encode(),
+        "upstream said: <redacted> / <redacted>",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", WORKER_ECHOES)
+def test_the_worker_logs_and_stores_no_echoed_token(
+    redis_url: str, deployments: Any, tmp_path: Path, case: str
+) -> None:
+    status, body, expected = WORKER_ECHOES[case]
+    with HostileServer(echoing(status, body, content_type="text/plain")) as server:
+        setup = deployments(
+            redis_url, server.url, INTERCOM_ACCESS_TOKEN=TOKEN, INTERCOM_EVENTS_MAX_ATTEMPTS=2
+        )
         setup.track(2)
         worker = setup.start_worker("--burst")
         assert worker.wait(60) == 0, worker.log()
-    assert len(server.received) == 2
+    assert len(server.received) == (2 if status == 400 else 4)
     assert setup.status().failed == 2
     stored = "\n".join(redis_texts(redis_url))
-    assert "parameter_invalid" in stored
-    assert "Authorization: Bearer <redacted>" in stored
+    assert expected in stored
     assert leaks(stored) == []
     assert leaks(worker.log()) == []
+    if status == 500:
+        assert "retry in" in worker.log()
+        assert expected in worker.log()
+    else:
+        assert "Authorization: Bearer <redacted>" in stored
 
 
 # --- what a crash reporter records: every frame's locals -------------------------------------
@@ -368,6 +526,13 @@ def _trickling(peer: Peer, request: Received) -> bool:
     return False
 
 
+def _trickling_redirect(peer: Peer, request: Received) -> bool:
+    # Read in the transport's response hook, inside requests' Session.send: its frames too.
+    peer.send(b"HTTP/1.1 302 Found\r\nLocation: /x\r\nContent-Length: 100\r\n\r\n")
+    peer.trickle(b"x" * 100, 0.2)
+    return False
+
+
 def _failing(peer: Peer, request: Received) -> bool:
     peer.send(response(500, b'{"type": "error.list", "errors": [{"code": "x", "message": "y"}]}'))
     return True
@@ -379,10 +544,18 @@ def _failing(peer: Peer, request: Received) -> bool:
         (_dropping, NetworkError),
         (_silent, NetworkTimeoutError),
         (_trickling, NetworkTimeoutError),
+        (_trickling_redirect, NetworkTimeoutError),
         (_failing, ServerError),
         (None, NetworkError),  # connection refused
     ],
-    ids=["dropped", "read-timeout", "deadline-mid-body", "http-500", "refused"],
+    ids=[
+        "dropped",
+        "read-timeout",
+        "deadline-mid-body",
+        "deadline-mid-redirect",
+        "http-500",
+        "refused",
+    ],
 )
 def test_no_frame_a_crash_reporter_records_holds_the_token(
     answer: Any, expected: type[IntercomAPIError], caplog: pytest.LogCaptureFixture
@@ -404,7 +577,7 @@ def test_no_frame_a_crash_reporter_records_holds_the_token(
             server.stop()
     error = caught.value
     assert type(error) is expected
-    if answer not in (_failing, _trickling):
+    if answer not in (_failing, _trickling, _trickling_redirect):
         assert error.__cause__ is not None
     assert found_in_frames(error) == []
     assert leaks(caplog.text) == []

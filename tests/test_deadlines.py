@@ -114,6 +114,31 @@ def test_without_a_call_attach_does_nothing(pair: tuple[Connection, socket.socke
     assert usable(connection, theirs)
 
 
+@pytest.mark.parametrize(
+    "gone",
+    [None, 7, "no socket"],
+    ids=["none", "an-int", "a-str"],
+)
+def test_a_response_whose_connection_is_gone_attaches_nothing(
+    pair: tuple[Connection, socket.socket], gone: object
+) -> None:
+    # A response already given back to the pool has no connection any more (requests reads
+    # a redirect's body and releases it), and a session's own adapter may keep anything
+    # there: nothing to watch, and nothing that may stop the watchdog of the other calls.
+    connection, _ = pair
+    deadlines = Deadlines()
+    call = deadlines.start(0.2)
+    deadlines.attach(gone)
+    deadlines.attach(connection)
+    connection.sock.settimeout(60)
+    assert connection.sock.recv(1) == b""  # the watchdog still shut the real one
+    assert deadlines.finish(call) is True
+    later = deadlines.start(0.2)
+    deadlines.attach(gone)
+    assert wait_for(lambda: later.expired)
+    assert deadlines.finish(later) is True
+
+
 def test_the_watchdog_thread_goes_when_idle() -> None:
     deadlines = Deadlines(idle=0.05)
     assert not deadlines.watching

@@ -15,6 +15,7 @@ from flask_intercom_events import (
     Identity,
     IntercomEvents,
     NotFoundError,
+    RedirectError,
     track_event,
 )
 from flask_intercom_events.sandbox import Sandbox
@@ -22,6 +23,7 @@ from flask_intercom_events.signals import event_delivered, event_failed
 from flask_intercom_events.testing import record_events
 
 from .apps import make_app
+from .hostile import HostileServer, Peer, Received, response
 
 
 def eager_app(tmp_path: Path, emulator: Sandbox, **config: Any) -> tuple[Flask, IntercomEvents]:
@@ -107,3 +109,56 @@ def test_disabled_sends_nothing_anywhere(tmp_path: Path, emulator: Sandbox, redi
     client = redis.Redis.from_url(redis_url)
     assert client.dbsize() == 0
     client.close()
+
+
+def test_eager_redirect_is_an_event_failed_not_a_500_when_lenient(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An API answering a redirect (a wrong base URL, a captive portal): the view stands.
+    def answer(peer: Peer, request: Received) -> bool:
+        peer.send(response(302, b"", headers={"Location": "http://portal.example/"}))
+        return True
+
+    with HostileServer(answer) as server:
+        intercom = IntercomEvents()
+        intercom.identity_loader(lambda: Identity(user_id="u1"))
+        app = make_app(
+            tmp_path,
+            intercom,
+            INTERCOM_EVENTS_DELIVERY="eager",
+            INTERCOM_API_BASE_URL=server.url,
+            INTERCOM_EVENTS_STRICT=False,
+        )
+
+        @app.post("/paid")
+        @track_event("paid")
+        def paid() -> str:
+            return "ok"
+
+        delivered, failed = outcomes(app)
+        assert app.test_client().post("/paid").status_code == 200
+    assert delivered == []
+    [(event, error)] = failed
+    assert event.event_name == "paid"
+    assert isinstance(error, RedirectError)
+    assert error.status == 302
+    assert "Intercom refused event 'paid'" in caplog.text
+
+
+@pytest.mark.parametrize("which", ["event_delivered", "event_failed"])
+def test_eager_receivers_that_raise_never_fail_the_view_when_lenient(
+    tmp_path: Path, emulator: Sandbox, caplog: pytest.LogCaptureFixture, which: str
+) -> None:
+    token = "test-token" if which == "event_delivered" else "wrong-token"
+    app, _ = eager_app(
+        tmp_path, emulator, INTERCOM_ACCESS_TOKEN=token, INTERCOM_EVENTS_STRICT=False
+    )
+
+    def broken(sender: Flask, **kwargs: Any) -> None:
+        raise RuntimeError("a receiver's bug")
+
+    signal = event_delivered if which == "event_delivered" else event_failed
+    signal.connect(broken, sender=app, weak=False)
+    assert app.test_client().post("/paid").status_code == 200
+    assert emulator.stats.requests == 1
+    assert "a receiver's bug" in caplog.text

@@ -14,7 +14,9 @@ from flask_intercom_events.errors import (
     NetworkError,
     NetworkTimeoutError,
     NotFoundError,
+    ProxyAuthenticationError,
     RateLimitedError,
+    RedirectError,
     ServerError,
 )
 from flask_intercom_events.retry import (
@@ -49,11 +51,17 @@ T = Verdict.TRANSIENT
         (404, Verdict.CONTACT_MISSING),
         (401, Verdict.UNAUTHORIZED),
         (403, Verdict.UNAUTHORIZED),
+        (407, Verdict.UNAUTHORIZED),  # a proxy refused its credentials: pause, as for 401
         (400, Verdict.REJECTED),
         (422, Verdict.REJECTED),
         (405, Verdict.REJECTED),
         (413, Verdict.REJECTED),
-        (301, Verdict.REJECTED),  # the client never follows redirects: a wrong base URL
+        # A redirect is never followed; it says nothing about the event (a wrong base URL, a
+        # proxy or captive portal on the way): retried like a 5xx, then failed with it.
+        (301, T),
+        (302, T),
+        (304, T),
+        (308, T),
         (600, Verdict.REJECTED),
     ],
 )
@@ -89,11 +97,18 @@ def test_classify_by_status(status: int | None, verdict: Verdict) -> None:
             "403 forbidden",
         ),
         (
+            ProxyAuthenticationError("x", status=407),
+            Verdict.UNAUTHORIZED,
+            "407 proxy_authentication_required",
+        ),
+        (
             BadRequestError("x", status=400, code="parameter_invalid"),
             Verdict.REJECTED,
             "400 parameter_invalid",
         ),
         (IntercomAPIError("x", status=422), Verdict.REJECTED, "422"),
+        (RedirectError("x", status=302), T, "302 redirect"),
+        (RedirectError("x", status=307, code="moved"), T, "307 redirect"),
         (InvalidEventError("bad name", field="event_name"), Verdict.REJECTED, "invalid_event"),
         (TypeError("deliver() takes 1 argument"), Verdict.REJECTED, "TypeError"),
         (RuntimeError("a bug"), T, "RuntimeError"),
@@ -324,6 +339,16 @@ def api_error(cls: type[IntercomAPIError], status: int, code: str, message: str 
             0.0,
             None,
         ),
+        # So is a proxy that refuses its credentials: every event would fail the same way.
+        (
+            ProxyAuthenticationError("Proxy Authentication Required", status=407),
+            Attempts(total=1),
+            {},
+            Action.PAUSE,
+            "407 proxy_authentication_required",
+            0.0,
+            None,
+        ),
         # Intercom refused the event itself: failed at once.
         (
             api_error(BadRequestError, 400, "parameter_invalid"),
@@ -430,6 +455,29 @@ def test_settle_says_whose_refusal_it_was() -> None:
         api_error(BadRequestError, 400, "x"), Attempts(), SETTLE_POLICY, now=SETTLE_NOW, draw=0
     )
     assert theirs.why == "Intercom refused the event; retrying cannot help"
+
+
+def test_a_pause_says_whose_refusal_it_was() -> None:
+    token = settle(
+        api_error(AuthenticationError, 401, "unauthorized"),
+        Attempts(),
+        SETTLE_POLICY,
+        now=SETTLE_NOW,
+        draw=0,
+    )
+    assert token.why == "the access token is refused: delivery pauses until it works again"
+    proxy = settle(
+        ProxyAuthenticationError("Proxy Authentication Required", status=407),
+        Attempts(),
+        SETTLE_POLICY,
+        now=SETTLE_NOW,
+        draw=0,
+    )
+    assert proxy.why == (
+        "a proxy on the way to Intercom refused its credentials (407): delivery pauses "
+        "until it lets requests through"
+    )
+    assert "token" not in proxy.why
 
 
 def test_a_429_is_not_counted_against_max_attempts() -> None:

@@ -18,6 +18,7 @@ import redis
 from flask_intercom_events.process import connect_worker_redis
 from flask_intercom_events.sandbox import Sandbox
 
+from .hostile import HostileServer, Peer, Received, response
 from .redis_server import RedisServer
 from .workers import Deployment, make_deployments
 
@@ -176,3 +177,44 @@ def test_the_worker_connects_to_a_unix_socket(tmp_path: Path) -> None:
     connection = connect_worker_redis(f"unix://{tmp_path / 'no-redis.sock'}")
     with pytest.raises(redis.ConnectionError):
         connection.ping()
+
+
+def test_a_proxy_refusing_its_credentials_pauses_delivery_then_resumes(
+    redis_url: str, deployments: Make
+) -> None:
+    """A 407 would fail every event the same way, as a refused token would: delivery pauses
+    (nothing failed, nothing lost), says once at CRITICAL that it is the proxy, probes with
+    one event at a time, and resumes by itself once the proxy lets requests through."""
+    let_through = threading.Event()
+    events: list[object] = []
+
+    def proxy(peer: Peer, request: Received) -> bool:
+        if let_through.is_set():
+            events.append(request.json())
+            peer.send(response(202))
+        else:
+            peer.send(response(407, reason="Proxy Authentication Required"))
+        return True
+
+    with HostileServer(proxy) as server:
+        setup = deployments(redis_url, server.url, INTERCOM_EVENTS_AUTH_PROBE_EVERY=1)
+        setup.track(50)
+        worker = setup.start_worker("--concurrency", "4")
+        setup.wait_until(lambda: len(server.received) >= 3, 30, "a first 407 and two probes")
+        found = setup.status()
+        assert (found.failed, found.pending) == (0, 50)
+        shown = setup.app.test_cli_runner().invoke(args=["intercom", "status", "--json"])
+        paused = json.loads(shown.output)["rate_window"]["paused"]
+        assert paused["reason"] == "407 proxy_authentication_required"
+        assert len(server.received) < 20  # a probe a second, not one request per event
+        let_through.set()  # the proxy's credentials fixed
+        setup.wait_until(setup.settled, 60, "every event delivered once the proxy lets it")
+        assert worker.stop() == 0
+    assert setup.status().failed == 0
+    assert len(events) == 50
+    log = worker.log()
+    assert log.count("A proxy on the way to Intercom refused its credentials") == 1
+    assert "CRITICAL" in log
+    assert "HTTPS_PROXY" in log
+    assert "Intercom refused the access token" not in log
+    assert "delivery resumes" in log
