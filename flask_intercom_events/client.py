@@ -54,6 +54,7 @@ from .responses import (
     parse_rate_limit,
     parse_retry_after,
     protocol_error,
+    unexpected_success,
 )
 from .transport import MAX_PAGE_BODY, MAX_POST_BODY, USER_AGENT, Transport
 
@@ -217,7 +218,7 @@ class IntercomClient:
         :class:`~flask_intercom_events.errors.IntercomAPIError` subclass otherwise.
         """
         payload = event.to_payload()
-        return self._post("/events", payload)
+        return self._post("/events", payload, expect=202)
 
     def create_contact(
         self, *, role: str = "user", external_id: str | None = None, email: str | None = None
@@ -253,7 +254,7 @@ class IntercomClient:
         if not isinstance(event_summaries, EventSummary):
             event_summaries = EventSummary.from_json(event_summaries)
         body = {"user_id": user, "event_summaries": event_summaries.to_json()}
-        return self._post("/events/summaries", body)
+        return self._post("/events/summaries", body, expect=200)
 
     def list_events(
         self,
@@ -299,8 +300,10 @@ class IntercomClient:
 
     # --- HTTP ------------------------------------------------------------------------------
 
-    def _post(self, path: str, payload: Mapping[str, Any]) -> SendResult:
+    def _post(self, path: str, payload: Mapping[str, Any], *, expect: int) -> SendResult:
         answer = self._send("POST", self._base_url + path, path, data=_json_body(path, payload))
+        if answer.status != expect:
+            raise unexpected_success(answer, expect, "POST", path)
         return SendResult(
             status=answer.status,
             rate_limit=parse_rate_limit(answer.headers),

@@ -61,6 +61,7 @@ __all__ = [
     "redact_credentials",
     "redirect_target",
     "short",
+    "unexpected_success",
 ]
 
 #: Characters of a body or an exception's text kept in an error message.
@@ -324,6 +325,23 @@ def json_object(answer: Answer, method: str, path: str) -> dict[str, Any]:
             path=path,
         )
     return body
+
+
+def unexpected_success(answer: Answer, expected: int, method: str, path: str) -> NetworkError:
+    """The error of a success Intercom never gives for ``method path`` (a ``200`` page where
+    an event gets ``202``): something else answered (a captive portal, a proxy, a wrong
+    ``INTERCOM_API_BASE_URL``), so the call may not have reached Intercom, and it is
+    retried like a dropped connection, never counted as delivered."""
+    return NetworkError(
+        f"{method} {path} was answered {answer.status}, where Intercom answers {expected}: "
+        f"not Intercom's answer (check INTERCOM_API_BASE_URL, or a proxy or captive portal on "
+        f"the way): {excerpt(answer)}",
+        status=answer.status,
+        code="unexpected_answer",
+        rate_limit=parse_rate_limit(answer.headers),
+        method=method,
+        path=path,
+    )
 
 
 def excerpt(answer: Answer) -> str:

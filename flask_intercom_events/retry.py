@@ -67,7 +67,9 @@ class Verdict(enum.Enum):
 
 def classify(status: int | None) -> Verdict:
     """The verdict for an HTTP status; ``None`` means no response arrived (network error)."""
-    if status is None or status in (408, 409) or 500 <= status <= 599 or 300 <= status <= 399:
+    # A success raised as an error is an answer that is not Intercom's (a 200 page where an
+    # event gets 202, a body that is not JSON): whatever answered, the call may be retried.
+    if status is None or status in (408, 409) or 200 <= status <= 399 or 500 <= status <= 599:
         return Verdict.TRANSIENT
     if status == 429:
         return Verdict.THROTTLED

@@ -58,6 +58,10 @@ T = Verdict.TRANSIENT
         (413, Verdict.REJECTED),
         # A redirect is never followed; it says nothing about the event (a wrong base URL, a
         # proxy or captive portal on the way): retried like a 5xx, then failed with it.
+        # A success raised as an error is not Intercom's answer (a 200 page where an event
+        # gets 202, a body that is not JSON): retried, never counted as delivered.
+        (200, T),
+        (204, T),
         (301, T),
         (302, T),
         (304, T),
@@ -108,6 +112,7 @@ def test_classify_by_status(status: int | None, verdict: Verdict) -> None:
         ),
         (IntercomAPIError("x", status=422), Verdict.REJECTED, "422"),
         (RedirectError("x", status=302), T, "302 redirect"),
+        (NetworkError("portal", status=200, code="unexpected_answer"), T, "200 unexpected_answer"),
         (RedirectError("x", status=307, code="moved"), T, "307 redirect"),
         (InvalidEventError("bad name", field="event_name"), Verdict.REJECTED, "invalid_event"),
         (TypeError("deliver() takes 1 argument"), Verdict.REJECTED, "TypeError"),
