@@ -76,10 +76,10 @@ def deep_answers() -> Iterator[HostileServer]:
 
 
 def test_a_deep_answer_is_an_answer_that_is_not_json(deep_answers: HostileServer) -> None:
-    client = IntercomClient("test-token", base_url=deep_answers.url)
-    with pytest.raises(NetworkError, match="not JSON"):
-        client.list_events(user_id="42")
-    with pytest.raises(NetworkError, match="not JSON"):
-        client.create_contact(external_id="42")
-    # An event's 202 carries no body Intercom documents: accepted, whatever the bytes.
-    client.create_event(Event("invited-friend", int(time.time()), Identity(user_id="42"), {}))
+    with IntercomClient("test-token", base_url=deep_answers.url) as client:
+        with pytest.raises(NetworkError, match="not JSON"):
+            client.list_events(user_id="42")
+        with pytest.raises(NetworkError, match="not JSON"):
+            client.create_contact(external_id="42")
+        # An event's 202 carries no body Intercom documents: accepted, whatever the bytes.
+        client.create_event(Event("invited-friend", int(time.time()), Identity(user_id="42"), {}))

@@ -43,18 +43,22 @@ def answering(status: int, body: bytes = b"", content_type: str = "text/html") -
     ("status", "body"), [(200, PORTAL), (200, b""), (201, b"{}"), (204, b""), (299, b"ok")]
 )
 def test_an_event_answered_otherwise_than_202_is_not_delivered(status: int, body: bytes) -> None:
-    with answering(status, body) as server:
-        client = IntercomClient("test-token", base_url=server.url)
-        with pytest.raises(NetworkError, match=f"answered {status}, where Intercom answers 202"):
-            client.create_event(event())
+    with (
+        answering(status, body) as server,
+        IntercomClient("test-token", base_url=server.url) as client,
+        pytest.raises(NetworkError, match=f"answered {status}, where Intercom answers 202"),
+    ):
+        client.create_event(event())
 
 
 def test_summaries_answered_otherwise_than_200_are_not_submitted() -> None:
     summary = EventSummary("invited-friend", 2, int(time.time()) - 60, int(time.time()))
-    with answering(202) as server:
-        client = IntercomClient("test-token", base_url=server.url)
-        with pytest.raises(NetworkError, match="answered 202, where Intercom answers 200"):
-            client.submit_summaries("42", summary)
+    with (
+        answering(202) as server,
+        IntercomClient("test-token", base_url=server.url) as client,
+        pytest.raises(NetworkError, match="answered 202, where Intercom answers 200"),
+    ):
+        client.submit_summaries("42", summary)
 
 
 def test_a_captive_portal_delays_delivery_and_loses_nothing(
