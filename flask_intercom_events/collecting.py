@@ -19,11 +19,22 @@ from typing import TYPE_CHECKING, Any
 from rq.job import Job
 
 from .job_records import DELIVER, ClaimedJob, decode_line, describe, job_data
+from .keys import seconds_prefix
+from .rules import MILLISECONDS_FROM
 
 if TYPE_CHECKING:  # the store calls this module: for the type checker only
+    from .config import Settings
     from .store import DeliveryStore
 
-__all__ = ["MAX_COLLECT", "Collected", "SameSecond", "collect", "contact_digest"]
+__all__ = [
+    "MAX_COLLECT",
+    "Collected",
+    "SameSecond",
+    "choose_seconds",
+    "collapsed_description",
+    "collect",
+    "contact_digest",
+]
 
 #: Events turned from intake lines into RQ jobs at a time.
 MAX_COLLECT = 1000
@@ -38,6 +49,13 @@ class SameSecond:
     prefix: str
     most: int
     ttl: int = 3600
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SameSecond | None:
+        """The app's rule: ``None`` with ``INTERCOM_EVENTS_SAME_SECOND = "collapse"``."""
+        if settings.same_second != "spread" or settings.access_token is None:
+            return None
+        return cls(seconds_prefix(settings.access_token), most=settings.max_spread)
 
 
 @dataclass(frozen=True)
@@ -94,21 +112,15 @@ def collect(
     moved: dict[str, dict[str, Any]] = {}
     collapsed: list[str] = []
     if same_second is not None and events:
-        claims = [
-            (uuid, contact_digest(p), p["created_at"])
+        starts = {
+            uuid: (contact_digest(p), p["created_at"])
             for uuid, p in events.items()
             if isinstance(p.get("created_at"), int) and not isinstance(p["created_at"], bool)
-        ]
-        chosen = store.scripts.seconds(
-            prefix=same_second.prefix,
-            ttl=same_second.ttl,
-            most=same_second.most,
-            claims=claims,
-        )
-        for (uuid, _, original), second in zip(claims, chosen, strict=True):
-            if second < 0:
-                collapsed.append(uuid)
-            elif second != original:
+        }
+        seconds, collapsed = choose_seconds(store, same_second, starts)
+        for uuid, second in seconds.items():
+            original = starts[uuid][1]
+            if second != original:
                 moved[uuid] = {"moved_from": original}
                 events[uuid] = {**events[uuid], "created_at": second}
     datas = [
@@ -127,9 +139,9 @@ def collect(
                 pipe,
                 job,
                 "collapsed",
-                f"no free second within {same_second.most if same_second else 0} s of "
-                f"created_at {events[uuid].get('created_at')}: Intercom would keep only one "
-                "of the events of this contact and name in that second",
+                collapsed_description(
+                    same_second.most if same_second else 0, events[uuid].get("created_at")
+                ),
                 {"failure": {"reason": "collapsed", "attempts": 0}},
             )
         for line, problem in unreadable:
@@ -151,6 +163,37 @@ def collect(
         )
         pipe.execute()
     return Collected(len(datas), failed_now, len(unreadable))
+
+
+def choose_seconds(
+    store: DeliveryStore, same_second: SameSecond, starts: Mapping[str, tuple[str, int]]
+) -> tuple[dict[str, int], list[str]]:
+    """The second of each event (uuid -> (contact-and-name digest, the first second it may
+    take)): ``(seconds, collapsed)``, the second each event got, and the uuids that got none
+    (every second up to ``same_second.most`` taken, or the next free one past what Intercom
+    takes as seconds)."""
+    claims = [(uuid, digest, first) for uuid, (digest, first) in starts.items()]
+    if not claims:
+        return {}, []
+    chosen = store.scripts.seconds(
+        prefix=same_second.prefix, ttl=same_second.ttl, most=same_second.most, claims=claims
+    )
+    seconds: dict[str, int] = {}
+    collapsed: list[str] = []
+    for (uuid, _, _), second in zip(claims, chosen, strict=True):
+        if 0 <= second < MILLISECONDS_FROM:
+            seconds[uuid] = second
+        else:
+            collapsed.append(uuid)
+    return seconds, collapsed
+
+
+def collapsed_description(most: int, created_at: object) -> str:
+    """Why an event was failed as ``collapsed`` (RQ's ``exc_info``)."""
+    return (
+        f"no free second within {most} s of created_at {created_at}: Intercom would keep only "
+        "one of the events of this contact and name in that second"
+    )
 
 
 def _create(store: DeliveryStore, job_id: str | None, args: list[Any], description: str) -> Job:

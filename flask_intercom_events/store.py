@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -43,6 +43,7 @@ from .collecting import Collected, SameSecond, collect
 from .job_records import ClaimedJob, JobSerializer, read_job
 from .keys import QueueKeys
 from .ratelimit import RateBudget
+from .requeued import forget_failure, seconds_again
 from .scripts import Scripts
 
 __all__ = ["Claim", "Collected", "DeliveryStore", "Failure", "Retry", "SameSecond"]
@@ -78,6 +79,8 @@ class Claim:
     wait: float
     queue_left: int
     paused: bool = False
+    #: Requeued jobs that found no free second: failed as ``collapsed``, not sent.
+    collapsed: list[ClaimedJob] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -137,11 +140,24 @@ class DeliveryStore:
     # --- claiming --------------------------------------------------------------------------
 
     def claim(
-        self, worker: str, most: int, budget: RateBudget, lease: float, *, probe_every: float
+        self,
+        worker: str,
+        most: int,
+        budget: RateBudget,
+        lease: float,
+        *,
+        probe_every: float,
+        same_second: SameSecond | None = None,
     ) -> Claim:
         """Take up to ``most`` jobs for ``worker`` within the rate budget and record their
         start (RQ's started registry, expiring ``lease`` seconds from now unless
-        :meth:`heartbeat` extends it). They stay held until settled or released."""
+        :meth:`heartbeat` extends it). They stay held until settled or released.
+
+        A job that comes back from the failed registry (requeued by any tool) claims its
+        second again with ``same_second``: the second it had may belong to another event by
+        now (it failed as ``collapsed`` because it did), and Intercom would drop it as a
+        duplicate. One that finds no free second fails as ``collapsed`` again
+        (:attr:`Claim.collapsed`), not sent."""
         ids, wait, left, paused = self.scripts.claim(
             queue=self.queue.key,
             held=self.keys.held(worker),
@@ -154,11 +170,16 @@ class DeliveryStore:
         jobs = self._read([_text(i) for i in ids])
         readable = [job for job in jobs if job.job is not None and job.problem is None]
         gone = [job.id for job in jobs if job.job is None]
+        collapsed: list[ClaimedJob] = []
         if readable or gone:
             with self.connection.pipeline(transaction=True) as pipe:
                 for claimed in readable:
+                    forget_failure(self, pipe, claimed)
+                if same_second is not None:
+                    collapsed = seconds_again(self, pipe, worker, readable, same_second)
+                    readable = [job for job in readable if job.id not in _ids(collapsed)]
+                for claimed in readable:
                     assert claimed.job is not None
-                    self._forget_failure(pipe, claimed)
                     claimed.job.prepare_for_execution(worker, pipeline=pipe)
                     claimed.execution = self._start(claimed.job, int(lease), pipe, worker).id
                     pipe.hset(self.keys.held(worker), claimed.id, claimed.execution)
@@ -166,30 +187,12 @@ class DeliveryStore:
                     pipe.hdel(self.keys.held(worker), *gone)
                 pipe.execute()
         return Claim(
-            jobs=[job for job in jobs if job.job is not None],
+            jobs=[job for job in jobs if job.job is not None and job.id not in _ids(collapsed)],
+            collapsed=collapsed,
             wait=float(wait),
             queue_left=int(left),
             paused=bool(int(paused)),
         )
-
-    def _forget_failure(self, pipe: Any, claimed: ClaimedJob) -> None:
-        """A job that comes back failed was requeued by another tool (rq-dashboard, ``rq
-        requeue``; ours gives a fresh history first): count its failure out, start afresh."""
-        failure = claimed.meta.get("failure")
-        if not isinstance(failure, dict):
-            return
-        reason = failure.get("reason")
-        if isinstance(reason, str):
-            self.scripts.add_counts(
-                counters=self.keys.failed_reasons, amounts={reason: -1}, client=pipe
-            )
-        meta = {k: v for k, v in claimed.meta.items() if k not in ("attempts", "failure")}
-        requeued = meta.get("requeued")
-        meta["requeued"] = (requeued if isinstance(requeued, int) else 0) + 1
-        claimed.meta = meta
-        assert claimed.job is not None
-        claimed.job.meta = meta
-        claimed.job.save(pipeline=pipe)
 
     def _read(self, job_ids: Sequence[str]) -> list[ClaimedJob]:
         if not job_ids:
@@ -425,3 +428,7 @@ def _utc(timestamp: float) -> datetime:
 
 def _text(value: object) -> str:
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _ids(jobs: list[ClaimedJob]) -> set[str]:
+    return {job.id for job in jobs}

@@ -1,7 +1,7 @@
 """``flask intercom worker``: one process keeping many deliveries in flight.
 
-One process uses all of Intercom's budget: Intercom answers in 50-150 ms, so one request at
-a time would deliver 10-20 events a second, far below the 166 a second it allows.
+One process uses all of Intercom's budget (166 events a second) though Intercom answers in
+50-150 ms: it keeps many requests in flight.
 
 - The **main thread** does all the Redis work, in batches, in a loop that only iterates
   (:meth:`DeliveryWorker._step`, then a nap until the earliest deadline): it settles what
@@ -42,7 +42,6 @@ from .config import Settings
 from .errors import ConfigurationError
 from .job_records import ClaimedJob
 from .jobs import client_for
-from .keys import seconds_prefix
 from .logs import FailureLog
 from .outcomes import DeliveryObserver, Settler
 from .presence import Presence
@@ -116,11 +115,7 @@ class DeliveryWorker:
             window=settings.rate_window,
         )
         self.policy = RetryPolicy.from_settings(settings)
-        self.same_second = (
-            SameSecond(seconds_prefix(settings.access_token), most=settings.max_spread)
-            if settings.same_second == "spread"
-            else None
-        )
+        self.same_second = SameSecond.from_settings(settings)
         connect, read = settings.api_timeout
         #: Seconds a claimed job stays in RQ's started registry without a heartbeat.
         self.lease = 3 * settings.worker_ttl + connect + read + 60
@@ -281,8 +276,7 @@ class DeliveryWorker:
 
     def _collect(self, most: int) -> int:
         collected = self.store.collect(self.name, most, self.same_second)
-        if collected.collapsed:
-            self.settler.collapsed(collected.collapsed)
+        self.settler.collapsed(collected.collapsed)
         if collected.unreadable:
             log.error("%d unreadable line(s) on the intake kept as failed", collected.unreadable)
         if collected.total:
@@ -291,8 +285,14 @@ class DeliveryWorker:
 
     def _claim(self, free: int) -> Claim:
         claim = self.store.claim(
-            self.name, free, self.budget, self.lease, probe_every=self.settings.auth_probe_every
+            self.name,
+            free,
+            self.budget,
+            self.lease,
+            probe_every=self.settings.auth_probe_every,
+            same_second=self.same_second,
         )
+        self.settler.collapsed(claim.collapsed)  # requeued events with no free second
         self.paused = claim.paused
         for job in claim.jobs:
             self.held[job.id] = job

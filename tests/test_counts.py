@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from rq.job import Job
 
+from flask_intercom_events.backlog import requeue_failed
 from flask_intercom_events.job_records import JobSerializer
 from flask_intercom_events.sandbox import Sandbox
 
@@ -170,6 +171,38 @@ def test_past_the_spread_an_event_is_failed_as_collapsed_never_silently(
     job = Job.fetch(job_id, connection=setup.connection, serializer=JobSerializer)
     assert job.args[0]["created_at"] == second  # kept as tracked, visibly
     assert "collapsed" in worker.log()
+
+
+def test_a_collapsed_event_requeued_claims_its_second_again(
+    redis_url: str, emulator: Sandbox, deployments: Make
+) -> None:
+    """Requeued (by this project or by RQ's tools), a collapsed event must not go out at the
+    second another event holds: Intercom would drop it as a duplicate while it counts as
+    delivered. It claims a second again: collapsed again while none is free, sent at the
+    next free one once the spread allows it."""
+    setup = deployments(redis_url, emulator.url, INTERCOM_EVENTS_MAX_SPREAD=1)
+    second = int(time.time()) - 60
+    export_reports(setup, 3, second)
+    worker = setup.start_worker("--concurrency", "4")
+    setup.wait_until(setup.settled, 30, "every event settled")
+    assert worker.stop() == 0
+    assert (stored(emulator), setup.status().failed_by_reason) == (
+        [second, second + 1],
+        {"collapsed": 1},
+    )
+    assert requeue_failed(setup.store) == 1
+    worker = setup.start_worker("--concurrency", "4")  # the same spread: collapsed again
+    setup.wait_until(setup.settled, 30, "the requeued event settled")
+    assert worker.stop() == 0
+    assert setup.status().failed_by_reason == {"collapsed": 1}
+    assert (len(emulator.events), emulator.stats.duplicates) == (2, 0)
+    assert requeue_failed(setup.store) == 1
+    worker = setup.start_worker("--concurrency", "4", INTERCOM_EVENTS_MAX_SPREAD=5)
+    setup.wait_until(setup.settled, 30, "the requeued event delivered")
+    assert worker.stop() == 0
+    assert stored(emulator) == [second, second + 1, second + 2]
+    assert emulator.stats.duplicates == 0
+    assert setup.status().failed == 0
 
 
 def test_the_121st_event_name_fails_at_once_and_is_said_once(

@@ -27,6 +27,7 @@ from flask_intercom_events.job_records import (
 from flask_intercom_events.keys import seconds_prefix
 from flask_intercom_events.presence import Presence
 from flask_intercom_events.ratelimit import RateBudget
+from flask_intercom_events.rules import MILLISECONDS_FROM
 from flask_intercom_events.store import DeliveryStore, Failure, Retry, SameSecond
 
 QUEUE = "drills"
@@ -187,6 +188,18 @@ def test_the_same_event_again_keeps_its_second(
         "second": same["created_at"] + 1,
         "third": same["created_at"] + 2,
     }
+
+
+def test_no_event_is_moved_past_the_last_second_intercom_takes(
+    connection: redis.Redis, store: DeliveryStore
+) -> None:
+    """At the model's last second (``MILLISECONDS_FROM - 1``), the next free second would be
+    one Intercom takes for milliseconds: the second event is collapsed, not sent with a
+    ``created_at`` nobody tracked (and failed as the user's invalid event)."""
+    last = payload(0, user_id="42", created_at=MILLISECONDS_FROM - 1)
+    connection.rpush(store.keys.intake, *(encode_line(f"e{n}", last) for n in range(2)))
+    collected = store.collect(WORKER, 10, SameSecond(CLAIMS, most=60))
+    assert (collected.enqueued, [job.id for job in collected.collapsed]) == (1, ["e1"])
 
 
 def test_past_the_most_seconds_an_event_is_failed_as_collapsed(
