@@ -67,6 +67,15 @@ _REASON_HELP = (
 )
 
 
+def _checked_reason(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise click.BadParameter(
+            "an empty reason matches no failure: give one (e.g. 404, network), or leave "
+            "--reason out for every failure"
+        )
+    return value
+
+
 @contextmanager
 def _delivery_store(queue_name: str | None) -> Iterator[DeliveryStore]:
     """The app's delivery queue on a fresh connection; a Redis failure becomes a clear error."""
@@ -99,7 +108,7 @@ def _utc(timestamp: float | None) -> str:
 
 
 @click.command("failed")
-@click.option("--reason", default=None, help=_REASON_HELP)
+@click.option("--reason", default=None, help=_REASON_HELP, callback=_checked_reason)
 @click.option(
     "--scheduled", is_flag=True, help="The events waiting for a retry instead, soonest first."
 )
@@ -149,7 +158,7 @@ def failed(
 
 
 @click.command("purge-failed")
-@click.option("--reason", default=None, help=_REASON_HELP)
+@click.option("--reason", default=None, help=_REASON_HELP, callback=_checked_reason)
 @click.option(
     "--older-than",
     type=DURATION,
@@ -181,7 +190,7 @@ def purge_failed_command(
 
 
 @click.command("requeue-failed")
-@click.option("--reason", default=None, help=_REASON_HELP)
+@click.option("--reason", default=None, help=_REASON_HELP, callback=_checked_reason)
 @_QUEUE_OPTION
 @with_appcontext
 def requeue_failed_command(reason: str | None, queue_name: str | None) -> None:

@@ -126,3 +126,13 @@ def test_purge_failed_older_than(tmp_path: Path, redis_url: str) -> None:
     assert bad.exit_code == 2
     assert "'a while' is not a duration" in bad.output
     connection.close()
+
+
+@pytest.mark.parametrize("command", ["failed", "purge-failed", "requeue-failed"])
+@pytest.mark.parametrize("reason", ["", "  "])
+def test_an_empty_reason_is_refused_not_matched_to_nothing(
+    tmp_path: Path, redis_url: str, command: str, reason: str
+) -> None:
+    result = cli(ops_app(tmp_path, redis_url), command, "--reason", reason)
+    assert result.exit_code == 2
+    assert "an empty reason matches no failure" in result.output
