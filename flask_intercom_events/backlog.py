@@ -18,6 +18,7 @@ from rq.results import Result
 
 from .job_records import ClaimedJob, decode_line, read_job
 from .presence import Presence
+from .process import machine_id, process_gone
 from .store import DeliveryStore
 
 __all__ = [
@@ -116,8 +117,10 @@ def read_status(
     intake_head, queue_head = counts[10], counts[11]
     names = store.worker_names()
     details = presence.details(names) if names else {}
+    machine = machine_id()  # a worker of this machine whose process is gone is dead now
     workers = [
-        WorkerInfo(name, details.get(name) is not None, details.get(name) or {}) for name in names
+        WorkerInfo(name, found is not None and not process_gone(found, machine), found or {})
+        for name, found in ((name, details.get(name)) for name in names)
     ]
     moment = time.time() if now is None else now
     return QueueStatus(

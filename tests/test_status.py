@@ -262,3 +262,21 @@ def test_recount_after_another_tool_deleted_failed_jobs(
     assert status_json(app)["failed_by_reason"] == {"400 bad": 3}
     assert status_json(app, "--recount")["failed_by_reason"] == {"400 bad": 2}
     assert status_json(app)["failed_by_reason"] == {"400 bad": 2}
+
+
+def test_a_worker_killed_on_this_machine_is_dead_for_status_at_once(
+    redis_url: str, emulator: Sandbox, deployments: Any, tmp_path: Path
+) -> None:
+    """Its registration lives on for INTERCOM_EVENTS_WORKER_TTL, but on the machine it ran
+    on its process is visibly gone: status and --check say so at once, as workers do."""
+    emulator.configure(latency=30)  # its events stay in flight
+    setup = deployments(redis_url, emulator.url, INTERCOM_EVENTS_WORKER_TTL=600)
+    setup.track(3)
+    worker = setup.start_worker("--concurrency", "4")
+    setup.wait_until(lambda: setup.status().held == 3, 30, "the events in flight")
+    worker.kill()
+    found = setup.status()
+    assert [info.alive for info in found.workers] == [False]
+    assert found.held == 3
+    result = cli(ops_app(tmp_path, redis_url), "status", "--check")
+    assert result.exit_code == 4, result.output
