@@ -13,6 +13,8 @@ Redis is down and registers once it answers.
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -23,6 +25,9 @@ from .json_text import parse_json
 __all__ = ["Presence"]
 
 _DETAILS = "intercom"
+#: Seconds between two writes of a worker's details between heartbeats (when the number of
+#: events it has in flight changes), so that ``status`` shows its load as it is.
+MARK_DETAILS_EVERY = 1.0
 
 
 class Presence:
@@ -38,6 +43,8 @@ class Presence:
         self._busy: bool | None = None
         self._delivered = 0
         self._failed = 0
+        self._in_flight: object = None  # as the details last written say
+        self._details_at = 0.0
 
     def _rq_worker(self, name: str | None = None) -> rq.Worker:
         # rq.Worker reads from Redis when made: made on first use, not when the worker starts.
@@ -67,9 +74,24 @@ class Presence:
             worker.register_birth()  # type: ignore[no-untyped-call]
         self._write(busy, details)
 
-    def mark(self, *, busy: bool) -> None:
-        """Write the state (and counts) if it changed since the last write: one call."""
-        if busy != self._busy and self._worker is not None:
+    def mark(
+        self,
+        *,
+        busy: bool,
+        in_flight: int | None = None,
+        details: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        """Write the state (and counts) if it changed since the last write, and ``details()``
+        too when the number in flight did, at most once a second: one call, or none."""
+        if self._worker is None:
+            return
+        if (
+            details is not None
+            and in_flight != self._in_flight
+            and time.monotonic() - self._details_at >= MARK_DETAILS_EVERY
+        ):
+            self._write(busy, details())
+        elif busy != self._busy:
             self._write(busy, None)
 
     def _write(self, busy: bool, details: dict[str, Any] | None) -> None:
@@ -86,6 +108,9 @@ class Presence:
             pipe.execute()
         self._busy = busy
         self._delivered = self._failed = 0
+        if details is not None:
+            self._in_flight = details.get("in_flight")
+            self._details_at = time.monotonic()
 
     def leave(self) -> None:
         """Unregister: the worker stopped."""

@@ -246,7 +246,7 @@ class DeliveryWorker:
             self._queue_left = claim.queue_left
             if claim.wait > 0:
                 self._claim_at = time.monotonic() + claim.wait
-        self.presence.mark(busy=bool(self.held))
+        self.presence.mark(busy=bool(self.held), in_flight=len(self.held), details=self.details)
         return self._nap(collected)
 
     def _nap(self, collected: int) -> float | None:

@@ -280,3 +280,24 @@ def test_a_worker_killed_on_this_machine_is_dead_for_status_at_once(
     assert found.held == 3
     result = cli(ops_app(tmp_path, redis_url), "status", "--check")
     assert result.exit_code == 4, result.output
+
+
+def test_a_workers_own_in_flight_follows_its_load_between_heartbeats(
+    redis_url: str, emulator: Sandbox, deployments: Any
+) -> None:
+    """A worker's line ("5 in flight of 8") said 0 until its next heartbeat (up to 10 s)
+    while the queue's figure said 5: it is written again when it changes (at most once a
+    second)."""
+    emulator.configure(latency=30)  # the events stay in flight
+    setup = deployments(redis_url, emulator.url, INTERCOM_EVENTS_WORKER_TTL=600)
+    worker = setup.start_worker("--concurrency", "8")
+    setup.wait_until(lambda: len(setup.registered()) == 1, 30, "the worker registered")
+    setup.track(5)
+    setup.wait_until(lambda: setup.status().held == 5, 30, "the events in flight")
+    # The next heartbeat is 10 s after the first (WORKER_TTL 600: every 10 s); well before:
+    setup.wait_until(
+        lambda: [info.details.get("in_flight") for info in setup.status().workers] == [5],
+        5,
+        "the worker's own count of events in flight",
+    )
+    worker.kill()
