@@ -713,3 +713,14 @@ def test_cli_refuses_bad_options(
 
     assert exited.value.code == 2
     assert says in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("token", ["t", "e", "events", "request"])
+def test_a_token_too_short_to_hide_leaves_the_pages_whole(token: str) -> None:
+    with Sandbox(tokens=[token]) as sandbox:
+        sent = {"event_name": "e", "created_at": NOW, "user_id": "42"}
+        headers = {"Authorization": f"Bearer {token}"}
+        assert requests.post(sandbox.url + "/events", json=sent, headers=headers, timeout=5).ok
+        stats = control(sandbox.url, "GET", "stats").json()
+        assert stats["events"] == 1
+        assert control(sandbox.url, "GET", "events").json()["events"][0]["event_name"] == "e"

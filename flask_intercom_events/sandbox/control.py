@@ -33,6 +33,10 @@ from .settings import fingerprint
 from .state import SandboxState
 from .wire import JSON, Reply, Request, dump_json
 
+#: Tokens this long or longer are hidden on every page; a shorter one (``"t"``, a test's
+#: placeholder) cannot be told apart from the pages' own text, which hiding it would mangle.
+HIDDEN_FROM = 8
+
 #: Every control route starts with this.
 CONTROL_PREFIX = "/_sandbox"
 
@@ -104,7 +108,8 @@ def _shown(body: bytes, secrets: frozenset[str]) -> list[str]:
     return [
         secret
         for secret in secrets
-        if any(
+        if len(secret) >= HIDDEN_FROM
+        and any(
             form in view
             for form in (secret.lower(), _as_json(secret).decode("utf-8").lower())
             for view in views
