@@ -7,6 +7,7 @@ Listing, requeueing and purging failed events read the failed jobs themselves, i
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from rq.executions import ExecutionRegistry
 from rq.job import Job, JobStatus
 from rq.results import Result
 
+from .events import tracked_at
 from .job_records import ClaimedJob, decode_line, read_job
 from .presence import Presence
 from .process import machine_id, process_gone
@@ -62,6 +64,8 @@ class QueueStatus:
     workers: list[WorkerInfo]
     next_retry_in: float | None
     oldest_created_at: int | None
+    #: When the oldest waiting event was tracked (its id says; else its ``created_at``).
+    oldest_tracked_at: float | None
     event_names: int
 
     @property
@@ -85,11 +89,11 @@ class QueueStatus:
         return sum(float(w.details.get("delivery_rate", 0) or 0) for w in self.workers if w.alive)
 
     def oldest_age(self, now: float) -> float | None:
-        """Seconds since the ``created_at`` of the oldest waiting event (at the head of the
-        intake or of RQ's queue), or ``None`` if none waits."""
-        if self.oldest_created_at is None:
+        """Seconds the oldest waiting event (at the head of the intake or of RQ's queue) has
+        waited since it was tracked, or ``None`` if none waits."""
+        if self.oldest_tracked_at is None:
             return None
-        return max(now - self.oldest_created_at, 0.0)
+        return max(now - self.oldest_tracked_at, 0.0)
 
 
 def read_status(
@@ -115,6 +119,7 @@ def read_status(
     intake, moving, queued, held, started, scheduled, failed = (int(n) for n in counts[:7])
     counters, by_reason, scheduled_reasons = (_pairs(flat) for flat in counts[7:10])
     intake_head, queue_head = counts[10], counts[11]
+    oldest = _oldest(store, intake_head, queue_head)
     names = store.worker_names()
     details = presence.details(names) if names else {}
     machine = machine_id()  # a worker of this machine whose process is gone is dead now
@@ -136,28 +141,39 @@ def read_status(
         counters=counters,
         workers=workers,
         next_retry_in=store.next_retry_in(moment),
-        oldest_created_at=_oldest(store, intake_head, queue_head),
+        oldest_created_at=oldest[0],
+        oldest_tracked_at=oldest[1],
         event_names=int(store.connection.scard(keys.event_names)),
     )
 
 
-def _oldest(store: DeliveryStore, intake_head: Any, queue_head: Any) -> int | None:
-    found: list[int] = []
+def _oldest(
+    store: DeliveryStore, intake_head: Any, queue_head: Any
+) -> tuple[int | None, float | None]:
+    """``(created_at, tracked_at)`` of the oldest waiting event, of the events at the heads of
+    the intake and of RQ's queue: the earliest ``created_at``, and the earliest time one was
+    tracked, read from its id (:func:`~.events.tracked_at`), else its ``created_at``."""
+    heads: list[tuple[str, int | None]] = []
     if intake_head:
-        try:
-            created = decode_line(intake_head)[1].get("created_at")
-        except ValueError:
-            created = None
-        if isinstance(created, int):
-            found.append(created)
+        with contextlib.suppress(ValueError):
+            uuid, payload = decode_line(intake_head)
+            heads.append((uuid, _seconds(payload.get("created_at"))))
     if queue_head:
         job_id = _text(queue_head)
         raw: dict[bytes, bytes] = store.connection.hgetall(Job.key_for(job_id))  # type: ignore[assignment]
-        payload = read_job(job_id, raw, store.connection)
-        created = (payload.payload or {}).get("created_at")
-        if isinstance(created, int):
-            found.append(created)
-    return min(found) if found else None
+        payload = read_job(job_id, raw, store.connection).payload or {}
+        heads.append((job_id, _seconds(payload.get("created_at"))))
+    created = [c for _, c in heads if c is not None]
+    since: list[float] = []
+    for uuid, c in heads:
+        tracked = tracked_at(uuid)
+        if tracked is not None or c is not None:
+            since.append(tracked if tracked is not None else float(c or 0))
+    return (min(created) if created else None, min(since) if since else None)
+
+
+def _seconds(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 @dataclass(frozen=True)

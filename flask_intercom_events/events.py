@@ -32,6 +32,7 @@ strings and times in :mod:`.rules`; the public names are re-exported here.
 from __future__ import annotations
 
 import base64
+import os
 import re
 import time
 from collections.abc import Mapping
@@ -39,7 +40,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
-from uuid import uuid4
 
 from .errors import InvalidEventError
 from .metadata import (
@@ -72,6 +72,7 @@ __all__ = [
     "Money",
     "RichLink",
     "new_event_uuid",
+    "tracked_at",
 ]
 
 # What a given uuid may be: new_event_uuid()'s 22 characters, or a str(uuid4()) with dashes,
@@ -80,12 +81,32 @@ _UUID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def new_event_uuid() -> str:
-    """A new id for a tracked event: a random UUID4's 16 bytes, URL-safe base64, unpadded.
+    """A new id for a tracked event: 16 bytes laid out as a UUIDv7 (RFC 9562: the time it was
+    made, in milliseconds, in the first 48 bits, then 74 random bits), URL-safe base64,
+    unpadded.
 
     22 characters instead of ``str(uuid4())``'s 36, on purpose: it is stored in Redis with
-    every waiting event.
+    every waiting event. The time in it tells how long an event has waited
+    (:func:`tracked_at`), whatever its ``created_at`` (a backfill's are old).
     """
-    return base64.urlsafe_b64encode(uuid4().bytes).rstrip(b"=").decode("ascii")
+    raw = bytearray((time.time_ns() // 1_000_000).to_bytes(6, "big") + os.urandom(10))
+    raw[6] = 0x70 | (raw[6] & 0x0F)  # version 7
+    raw[8] = 0x80 | (raw[8] & 0x3F)  # RFC 9562's variant
+    return base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode("ascii")
+
+
+def tracked_at(uuid: str) -> float | None:
+    """When the event of ``uuid`` was tracked (Unix seconds), for an id
+    :func:`new_event_uuid` made; ``None`` for any other id (one given, an older random one)."""
+    if len(uuid) != 22:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(uuid + "==")
+    except ValueError:  # binascii.Error is one
+        return None
+    if len(raw) != 16 or raw[6] >> 4 != 7 or raw[8] >> 6 != 2:
+        return None
+    return int.from_bytes(raw[:6], "big") / 1000
 
 
 @dataclass(frozen=True)

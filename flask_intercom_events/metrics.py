@@ -108,7 +108,7 @@ class QueueCollector:
         yield parts
         yield gauge(
             "oldest_age_seconds",
-            "Seconds since the created_at of the oldest waiting event (0: none waits).",
+            "Seconds since the oldest waiting event was tracked (0: none waits).",
             snapshot.oldest_age or 0.0,
         )
         yield gauge("in_flight", "Events workers hold: being sent or about to be.", found.in_flight)

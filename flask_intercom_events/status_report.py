@@ -186,6 +186,7 @@ def report(snapshot: Snapshot) -> dict[str, Any]:
         "queued": found.waiting,
         "queued_detail": {"intake": found.intake, "moving": found.moving, "rq_queue": found.queued},
         "oldest_created_at": found.oldest_created_at,
+        "oldest_tracked_at": found.oldest_tracked_at,
         "oldest_age_seconds": _rounded(snapshot.oldest_age, 1),
         "drain_rate": round(found.drain_rate, 3),
         "eta_seconds": _rounded(snapshot.eta, 1),

@@ -5,6 +5,7 @@ import dataclasses
 import json
 import math
 import re
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from flask_intercom_events import Event, Identity, InvalidEventError, Money, RichLink
-from flask_intercom_events.events import new_event_uuid
+from flask_intercom_events.events import new_event_uuid, tracked_at
 
 USER = Identity(user_id="314159")
 WHEN = 1671028894
@@ -745,13 +746,33 @@ def test_every_event_gets_a_uuid_of_its_own_when_built() -> None:
     assert hash(first) == hash(second) == hash(built_directly)
 
 
-def test_new_event_uuid_is_a_random_uuid4_in_url_safe_base64_without_padding() -> None:
+def test_new_event_uuid_is_a_uuid7_in_url_safe_base64_without_padding() -> None:
+    before = time.time()
     value = new_event_uuid()
+    after = time.time()
     assert len(value) == 22
     assert "=" not in value
     decoded = uuid.UUID(bytes=base64.urlsafe_b64decode(value + "=="))
-    assert decoded.version == 4
+    assert (decoded.version, decoded.variant) == (7, uuid.RFC_4122)
     assert len({new_event_uuid() for _ in range(1000)}) == 1000
+    tracked = tracked_at(value)
+    assert tracked is not None
+    assert int(before * 1000) / 1000 <= tracked <= after
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode(),  # the ids before
+        str(uuid.uuid4()),
+        "event-1",
+        "A" * 22,
+        "!" * 22,
+        "",
+    ],
+)
+def test_an_id_new_event_uuid_did_not_make_tells_no_time(value: str) -> None:
+    assert tracked_at(value) is None
 
 
 @pytest.mark.parametrize(

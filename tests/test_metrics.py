@@ -23,6 +23,7 @@ from flask_intercom_events.ratelimit import RateBudget
 from flask_intercom_events.sandbox import Sandbox
 from flask_intercom_events.store import DeliveryStore, Failure
 
+from .clocks import uuid_made_at
 from .redis_server import free_port
 from .test_status import cli, ops_app
 from .workers import QUEUE, ROOT, Deployment, make_deployments, settings_env
@@ -56,7 +57,8 @@ def scrape(port: int) -> Samples:
 
 
 def backlog_lines(count: int, *, first_created_at: int, start: int = 0) -> list[bytes]:
-    """Intake lines of ``count`` real events, as the request path pushes them."""
+    """Intake lines of ``count`` real events, as the request path pushes them, tracked from
+    ``first_created_at`` on (their ids say so too)."""
     out = []
     for number in range(start, start + count):
         event = Event.create(
@@ -64,6 +66,7 @@ def backlog_lines(count: int, *, first_created_at: int, start: int = 0) -> list[
             identity=Identity(user_id=f"user-{number}"),
             metadata={"n": number},
             created_at=first_created_at + number // 100,
+            uuid=uuid_made_at(first_created_at + number // 100, number),
         )
         out.append(encode_line(event.uuid, event.to_payload()))
     return out

@@ -14,7 +14,7 @@ import redis
 from click.testing import Result
 from flask import Flask
 
-from flask_intercom_events import IntercomEvents
+from flask_intercom_events import Event, Identity, IntercomEvents
 from flask_intercom_events.errors import RateLimitInfo
 from flask_intercom_events.job_records import encode_line
 from flask_intercom_events.presence import Presence
@@ -113,8 +113,11 @@ def test_status_shows_the_oldest_age_the_drain_rate_the_eta_and_each_workers_loa
 
     setup.wait_until(busy, 30, "the worker busy and delivering")
     report = status_json(app)
-    assert report["oldest_age_seconds"] >= 30
+    # The age is since the event was tracked (a moment ago), not since its created_at (a
+    # minute before: Deployment.track backdates them).
+    assert 0 <= report["oldest_age_seconds"] < 30
     assert report["oldest_created_at"] >= setup.tracked[0][1]
+    assert report["oldest_tracked_at"] > report["oldest_created_at"] + 30
     assert report["eta_seconds"] == pytest.approx(
         (report["queued"] + report["in_flight"]) / report["drain_rate"], rel=0.01
     )
@@ -301,3 +304,25 @@ def test_a_workers_own_in_flight_follows_its_load_between_heartbeats(
         "the worker's own count of events in flight",
     )
     worker.kill()
+
+
+def test_a_backfill_waits_as_long_as_it_was_tracked_not_since_its_created_at(
+    tmp_path: Path, redis_url: str, store: DeliveryStore
+) -> None:
+    """Events of a month ago tracked a moment ago (a backfill) have not waited a month: the
+    age comes from the id, which says when an event was tracked; an event of tomorrow at the
+    head of the queue hides no older one behind it either."""
+    app = ops_app(tmp_path, redis_url)
+    alive_worker(store)
+    month_ago = int(time.time()) - 30 * 86400
+    backfill = Event.create("imported-order", identity=Identity(user_id="42"), created_at=month_ago)
+    store.connection.rpush(store.keys.intake, encode_line(backfill.uuid, backfill.to_payload()))
+    report = status_json(app)
+    assert report["oldest_created_at"] == month_ago
+    assert 0 <= report["oldest_age_seconds"] < 60
+    assert cli(app, "status", "--max-age", "15m").exit_code == 0
+    # Ids this project did not make (given ones, or the random ones of earlier versions)
+    # tell no time: their created_at does.
+    push(store, 1, created_at=int(time.time()) - 600, first=1)
+    store.connection.lpop(store.keys.intake)
+    assert status_json(app)["oldest_age_seconds"] >= 600
