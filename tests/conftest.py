@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import gc
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +10,7 @@ import redis
 
 from flask_intercom_events.sandbox import Sandbox
 
+from .hostile import HostileServer, Peer, Received
 from .redis_server import RedisServer
 
 
@@ -49,6 +50,20 @@ def emulator() -> Iterator[Sandbox]:
     """
     with Sandbox(tokens=["test-token"]) as sandbox:
         yield sandbox
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Callable[[Peer, Received], bool]], HostileServer]]:
+    """Start hostile servers (``serve(answer)``), each stopped at the end of the test."""
+    servers: list[HostileServer] = []
+
+    def start(answer: Callable[[Peer, Received], bool]) -> HostileServer:
+        servers.append(HostileServer(answer).__enter__())
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

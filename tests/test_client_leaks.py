@@ -36,7 +36,7 @@ from flask_intercom_events.sandbox import Sandbox
 
 from .apps import make_app
 from .hostile import HostileServer, Peer, Received, response
-from .workers import Deployment
+from .workers import make_deployments
 
 # "/" and "+" as in a base64 token: JSON may escape the one, a URL the other.
 TOKEN = "dG9rOlNlY3JldA/Zq+9x=s3cr3t-leak"
@@ -349,15 +349,7 @@ def test_flask_intercom_send_prints_no_echoed_token(tmp_path: Path) -> None:
 
 @pytest.fixture
 def deployments(tmp_path: Path) -> Iterator[Any]:
-    made: list[Deployment] = []
-
-    def make(redis_url: str, api_url: str, **config: Any) -> Deployment:
-        made.append(Deployment(tmp_path, redis_url, api_url, **config))
-        return made[-1]
-
-    yield make
-    for deployment in made:
-        deployment.close()
+    yield from make_deployments(tmp_path)
 
 
 def redis_texts(url: str) -> Iterator[str]:

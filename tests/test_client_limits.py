@@ -12,7 +12,7 @@ import shutil
 import ssl
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,19 +42,6 @@ HUGE = 30 * MIB
 
 def event() -> Event:
     return Event("invited-friend", NOW, Identity(user_id="42"), {})
-
-
-@pytest.fixture
-def serve() -> Iterator[Callable[..., HostileServer]]:
-    servers: list[HostileServer] = []
-
-    def start(answer: Callable[[Peer, Received], bool]) -> HostileServer:
-        servers.append(HostileServer(answer).__enter__())
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 def timed(call: Callable[[], Any]) -> tuple[BaseException, float]:

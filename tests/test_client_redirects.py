@@ -22,7 +22,7 @@ from flask_intercom_events.transport import MAX_ERROR_BODY
 
 from .apps import make_app
 from .hostile import HostileServer, Peer, Received, response
-from .workers import Deployment
+from .workers import make_deployments
 
 TOKEN = "tok-redirect-9f8e7d6c5b4a"
 NOW = int(time.time())
@@ -33,19 +33,6 @@ EVERY = 0.25
 
 def event() -> Event:
     return Event("invited-friend", NOW, Identity(user_id="42"), {})
-
-
-@pytest.fixture
-def serve() -> Iterator[Callable[..., HostileServer]]:
-    servers: list[HostileServer] = []
-
-    def start(answer: Callable[[Peer, Received], bool]) -> HostileServer:
-        servers.append(HostileServer(answer).__enter__())
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 @pytest.fixture
@@ -286,15 +273,7 @@ def test_flask_intercom_send_says_redirect_without_a_traceback(
 
 @pytest.fixture
 def deployments(tmp_path: Path) -> Iterator[Any]:
-    made: list[Deployment] = []
-
-    def make(redis_url: str, api_url: str, **config: Any) -> Deployment:
-        made.append(Deployment(tmp_path, redis_url, api_url, **config))
-        return made[-1]
-
-    yield make
-    for deployment in made:
-        deployment.close()
+    yield from make_deployments(tmp_path)
 
 
 def test_the_worker_retries_a_redirect_and_delivers_once_it_stops(
