@@ -120,6 +120,9 @@ def test_track_outside_a_request_is_handed_off_at_once(tmp_path: Path, redis_url
     assert intake(redis_url) == [
         {"event_name": "ran-report", "created_at": 1700000000, "user_id": "99"}
     ]
+    handoff = state_of(app).intake
+    assert handoff is not None
+    handoff.close()  # its connection, left to the garbage collector, was the one left open
 
 
 def test_event_enqueued_fires_for_each_event_in_redis(tmp_path: Path, redis_url: str) -> None:
