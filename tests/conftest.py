@@ -33,6 +33,15 @@ def redis_url(redis_server: RedisServer) -> str:
 
 
 @pytest.fixture
+def connection(redis_url: str) -> Iterator[redis.Redis]:
+    """A client of the session's Redis, closed after the test (a client left to the garbage
+    collector leaves its socket open)."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server of this test's own, for drills that stop or restart it."""
     server = RedisServer(tmp_path / "redis")

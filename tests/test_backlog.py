@@ -28,11 +28,6 @@ WORKER = "host.1.abcdef"
 
 
 @pytest.fixture
-def connection(redis_url: str) -> redis.Redis:
-    return redis.Redis.from_url(redis_url)
-
-
-@pytest.fixture
 def store(connection: redis.Redis) -> DeliveryStore:
     return DeliveryStore(connection, QUEUE, failure_ttl=3600)
 

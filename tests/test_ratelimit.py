@@ -26,11 +26,6 @@ TOKEN = "tok_secret_abc123"
 T = 1_800_000_000.0
 
 
-@pytest.fixture
-def connection(redis_url: str) -> redis.Redis:
-    return redis.Redis.from_url(redis_url)
-
-
 def budget(connection: redis.Redis, allowance: int = 10, window: float = 10.0) -> RateBudget:
     return RateBudget(connection, TOKEN, allowance=allowance, window=window)
 

@@ -65,11 +65,6 @@ RQS_ONLY_FIELDS: dict[str, set[str]] = {
 }
 
 
-@pytest.fixture
-def connection(redis_url: str) -> redis.Redis:
-    return redis.Redis.from_url(redis_url)
-
-
 def text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 

@@ -46,11 +46,6 @@ def payload(number: int, **changes: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def connection(redis_url: str) -> redis.Redis:
-    return redis.Redis.from_url(redis_url)
-
-
-@pytest.fixture
 def store(connection: redis.Redis) -> DeliveryStore:
     return DeliveryStore(connection, QUEUE, failure_ttl=3600)
 
