@@ -7,7 +7,6 @@ Listing, requeueing and purging failed events read the failed jobs themselves, i
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -17,8 +16,8 @@ from rq.executions import ExecutionRegistry
 from rq.job import Job, JobStatus
 from rq.results import Result
 
-from .events import tracked_at
-from .job_records import ClaimedJob, decode_line, read_job
+from .job_records import ClaimedJob
+from .oldest import oldest_of, stranded_of
 from .presence import Presence
 from .process import machine_id, process_gone
 from .store import DeliveryStore
@@ -63,6 +62,9 @@ class QueueStatus:
     counters: dict[str, int]
     workers: list[WorkerInfo]
     next_retry_in: float | None
+    #: Events held or being moved by workers that are gone (counted in ``held`` and
+    #: ``moving``), put back when a live worker reclaims them.
+    stranded: int
     oldest_created_at: int | None
     #: When the oldest waiting event was tracked (its id says; else its ``created_at``).
     oldest_tracked_at: float | None
@@ -89,8 +91,8 @@ class QueueStatus:
         return sum(float(w.details.get("delivery_rate", 0) or 0) for w in self.workers if w.alive)
 
     def oldest_age(self, now: float) -> float | None:
-        """Seconds the oldest waiting event (at the head of the intake or of RQ's queue) has
-        waited since it was tracked, or ``None`` if none waits."""
+        """Seconds the oldest waiting event (at the head of the intake or of RQ's queue, or
+        left by a gone worker) has waited since it was tracked, or ``None`` if none waits."""
         if self.oldest_tracked_at is None:
             return None
         return max(now - self.oldest_tracked_at, 0.0)
@@ -119,7 +121,6 @@ def read_status(
     intake, moving, queued, held, started, scheduled, failed = (int(n) for n in counts[:7])
     counters, by_reason, scheduled_reasons = (_pairs(flat) for flat in counts[7:10])
     intake_head, queue_head = counts[10], counts[11]
-    oldest = _oldest(store, intake_head, queue_head)
     names = store.worker_names()
     details = presence.details(names) if names else {}
     machine = machine_id()  # a worker of this machine whose process is gone is dead now
@@ -127,6 +128,8 @@ def read_status(
         WorkerInfo(name, found is not None and not process_gone(found, machine), found or {})
         for name, found in ((name, details.get(name)) for name in names)
     ]
+    stranded = stranded_of(store, [w.name for w in workers if not w.alive])
+    oldest = oldest_of(store, intake_head, queue_head, stranded)
     moment = time.time() if now is None else now
     return QueueStatus(
         intake=intake,
@@ -141,39 +144,11 @@ def read_status(
         counters=counters,
         workers=workers,
         next_retry_in=store.next_retry_in(moment),
-        oldest_created_at=oldest[0],
-        oldest_tracked_at=oldest[1],
+        stranded=stranded.count,
+        oldest_created_at=oldest.created_at,
+        oldest_tracked_at=oldest.tracked_at,
         event_names=int(store.connection.scard(keys.event_names)),
     )
-
-
-def _oldest(
-    store: DeliveryStore, intake_head: Any, queue_head: Any
-) -> tuple[int | None, float | None]:
-    """``(created_at, tracked_at)`` of the oldest waiting event, of the events at the heads of
-    the intake and of RQ's queue: the earliest ``created_at``, and the earliest time one was
-    tracked, read from its id (:func:`~.events.tracked_at`), else its ``created_at``."""
-    heads: list[tuple[str, int | None]] = []
-    if intake_head:
-        with contextlib.suppress(ValueError):
-            uuid, payload = decode_line(intake_head)
-            heads.append((uuid, _seconds(payload.get("created_at"))))
-    if queue_head:
-        job_id = _text(queue_head)
-        raw: dict[bytes, bytes] = store.connection.hgetall(Job.key_for(job_id))  # type: ignore[assignment]
-        payload = read_job(job_id, raw, store.connection).payload or {}
-        heads.append((job_id, _seconds(payload.get("created_at"))))
-    created = [c for _, c in heads if c is not None]
-    since: list[float] = []
-    for uuid, c in heads:
-        tracked = tracked_at(uuid)
-        if tracked is not None or c is not None:
-            since.append(tracked if tracked is not None else float(c or 0))
-    return (min(created) if created else None, min(since) if since else None)
-
-
-def _seconds(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 @dataclass(frozen=True)
@@ -275,7 +250,7 @@ def failed_events(
         start += _BATCH
         pairs: list[tuple[Any, float]] = list(entries)  # type: ignore[arg-type]
         ids = [_text(job_id) for job_id, _ in pairs]
-        for claimed, (_, score) in zip(_read(store, ids), pairs, strict=True):
+        for claimed, (_, score) in zip(store.read_jobs(ids), pairs, strict=True):
             why = _reason_of(claimed, scheduled=scheduled)
             if reason is not None and not reason_matches(why, reason):
                 continue
@@ -296,14 +271,6 @@ def _failed_at(claimed: ClaimedJob, otherwise: float) -> float:
         return float(failure["failed_at"])
     ended = claimed.job.ended_at if claimed.job is not None else None
     return ended.timestamp() if ended is not None else otherwise
-
-
-def _read(store: DeliveryStore, ids: Sequence[str]) -> list[ClaimedJob]:
-    with store.connection.pipeline(transaction=False) as pipe:
-        for job_id in ids:
-            pipe.hgetall(Job.key_for(job_id))
-        records = pipe.execute()
-    return [read_job(i, raw, store.connection) for i, raw in zip(ids, records, strict=True)]
 
 
 def requeue_failed(
@@ -330,7 +297,7 @@ def _requeue(store: DeliveryStore, events: Sequence[tuple[str, str]]) -> int:
     # A fresh history first, then the move: a worker that claims the job at once must not
     # take it for one another tool requeued (and count its failure out a second time).
     with store.connection.pipeline(transaction=True) as pipe:
-        for claimed in _read(store, [job_id for job_id, _ in events]):
+        for claimed in store.read_jobs([job_id for job_id, _ in events]):
             if claimed.job is None:
                 continue
             meta = {k: v for k, v in claimed.meta.items() if k not in ("attempts", "failure")}

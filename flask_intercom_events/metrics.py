@@ -112,6 +112,11 @@ class QueueCollector:
             snapshot.oldest_age or 0.0,
         )
         yield gauge("in_flight", "Events workers hold: being sent or about to be.", found.in_flight)
+        yield gauge(
+            "stranded",
+            "Events held or being moved by gone workers, put back when a live worker beats.",
+            found.stranded,
+        )
         yield gauge("scheduled", "Events waiting for a scheduled retry.", found.scheduled)
         failed = core.GaugeMetricFamily(
             _PREFIX + "failed", "Failed events kept in RQ's failed registry, by reason.",

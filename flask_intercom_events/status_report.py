@@ -191,6 +191,7 @@ def report(snapshot: Snapshot) -> dict[str, Any]:
         "drain_rate": round(found.drain_rate, 3),
         "eta_seconds": _rounded(snapshot.eta, 1),
         "in_flight": found.in_flight,
+        "stranded": found.stranded,
         "started": found.started,
         "scheduled": found.scheduled,
         "scheduled_by_reason": found.scheduled_by_reason,
@@ -246,6 +247,11 @@ def lines(snapshot: Snapshot) -> list[str]:
         when = f"ETA {duration(eta)}"
     out.append(f"  drain rate  {found.drain_rate:>8.1f}   events/s; {when}")
     out.append(f"  in flight   {found.in_flight:>8}")
+    if found.stranded:
+        out.append(
+            f"  stranded    {found.stranded:>8}   (counted above: held or moving at gone "
+            "workers, put back at a live worker's next beat)"
+        )
     out.append(f"  scheduled   {found.scheduled:>8}{_scheduled_detail(found)}")
     out.append(f"  failed      {found.failed:>8}")
     out.extend(f"    {count:>8}  {reason}" for reason, count in found.failed_by_reason.items())

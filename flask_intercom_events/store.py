@@ -167,7 +167,7 @@ class DeliveryStore:
             window=budget.window,
             probe_every=probe_every,
         )
-        jobs = self._read([_text(i) for i in ids])
+        jobs = self.read_jobs([_text(i) for i in ids])
         readable = [job for job in jobs if job.job is not None and job.problem is None]
         gone = [job.id for job in jobs if job.job is None]
         collapsed: list[ClaimedJob] = []
@@ -194,7 +194,8 @@ class DeliveryStore:
             paused=bool(int(paused)),
         )
 
-    def _read(self, job_ids: Sequence[str]) -> list[ClaimedJob]:
+    def read_jobs(self, job_ids: Sequence[str]) -> list[ClaimedJob]:
+        """The jobs of ``job_ids`` as their records say (one pipelined read)."""
         if not job_ids:
             return []
         with self.connection.pipeline(transaction=False) as pipe:

@@ -435,18 +435,28 @@ def test_status_counts_every_place_an_event_can_be(
         ],
     )
     [retry] = claim(store, budget, 1)
-    store.settle(WORKER, retries=[Retry(retry, time.time() + 5, {}, "network")])
+    due = time.time() + 5
+    store.settle(WORKER, retries=[Retry(retry, due, {}, "network")])
     claim(store, budget, 1)
     connection.rpush(store.keys.moving("gone"), "{}")
     store.register("gone")
     found = read_status(store, presence(connection))
+    read_at = time.time()
     assert (found.intake, found.moving, found.queued) == (4, 1, 1)
     assert found.waiting == 6
     assert (found.held, found.started, found.scheduled, found.failed) == (1, 1, 1, 3)
     assert found.failed_by_reason == {"404 not_found": 2, "400 bad": 1}
-    assert found.next_retry_in == pytest.approx(5, abs=1)
+    assert found.next_retry_in is not None
+    assert int(due) - read_at - 0.01 <= found.next_retry_in <= 5  # RQ keeps whole seconds
     assert [(w.name, w.alive) for w in found.workers] == [("gone", False), (WORKER, False)]
     assert found.pending == 8
+    # Neither worker beats (no heartbeat): what they hold or move is stranded, and waits.
+    assert found.stranded == 2
+    assert found.oldest_created_at == payload(4)["created_at"]  # held by WORKER, gone
+    store.connection.hdel(store.keys.held(WORKER), retry_id := "event-4")
+    assert retry_id not in store.held_ids(WORKER)
+    found = read_status(store, presence(connection))
+    assert found.stranded == 1
     assert found.oldest_created_at == payload(5)["created_at"]  # the head of RQ's queue
 
 
