@@ -4,6 +4,7 @@ metrics``, and the Redis work a scrape costs, against a real Redis and the emula
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -30,6 +31,7 @@ from .workers import QUEUE, ROOT, Deployment, make_deployments, settings_env
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 WORKER = "host.1.metrics"
+SERVING = re.compile(r"Serving Prometheus metrics on http://127\.0\.0\.1:(\d+)/metrics")
 
 
 @pytest.fixture
@@ -141,15 +143,20 @@ def test_a_burst_of_20000_is_seen_whole_and_with_its_age(
     assert value(found, "intercom_events_queued") == 20_000
     assert value(found, "intercom_events_queued_parts", part="intake") == 20_000
     assert value(found, "intercom_events_workers_alive") == 0
+    assert value(found, "intercom_events_stranded") == 0
     age = value(found, "intercom_events_oldest_age_seconds")
     assert age is not None
     assert 900 <= age < 1200
     # A worker delivering 10 calls per 10-s window: the backlog stays, spread over the intake,
     # its moving list, RQ's queue and its held jobs.
-    port = free_port()
-    worker = setup.start_worker("--metrics-port", str(port), "--metrics-host", "127.0.0.1")
+    # Port 0: the worker takes a free one and says which (no other process can take it).
+    worker = setup.start_worker("--metrics-port", "0", "--metrics-host", "127.0.0.1")
     rq_queue = Queue(QUEUE, connection=setup.connection, serializer=JobSerializer)
     setup.wait_until(lambda: rq_queue.count > 0, 30, "jobs in RQ's queue")
+    setup.wait_until(lambda: bool(SERVING.search(worker.log())), 30, "the metrics served")
+    served = SERVING.search(worker.log())
+    assert served is not None
+    port = int(served.group(1))
     sent_before = emulator.stats.events
     found = scrape(port)
     sent_after = emulator.stats.events
@@ -162,6 +169,7 @@ def test_a_burst_of_20000_is_seen_whole_and_with_its_age(
     # One instant of Redis: an event the emulator had before the scrape waits no more, and an
     # event settled at that instant was sent before the scrape ended. A held event may have been
     # sent already (its answer not yet settled): it counts in flight, not delivered.
+    assert value(found, "intercom_events_stranded") == 0  # the worker is alive
     settled = 20_000 - queued - in_flight - scheduled
     assert sent_before <= settled + in_flight + scheduled
     assert settled <= sent_after

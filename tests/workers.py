@@ -127,9 +127,12 @@ class Deployment:
         self.workers: list[Worker] = []
         self.tracked: list[tuple[str, int]] = []
 
-    def track(self, count: int, *, name: str = "ran-drill", prefix: str = "user") -> None:
-        """Track ``count`` events through the extension, as a view would."""
-        base = int(time.time()) - 60
+    def track(
+        self, count: int, *, name: str = "ran-drill", prefix: str = "user", backdate: int = 60
+    ) -> None:
+        """Track ``count`` events through the extension, as a view would, with ``created_at``
+        from ``backdate`` seconds ago on, a second apart."""
+        base = int(time.time()) - backdate
         with self.app.app_context():
             for number in range(count):
                 user = f"{prefix}-{len(self.tracked)}"
