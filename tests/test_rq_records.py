@@ -9,6 +9,7 @@ the project supports).
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
@@ -21,10 +22,12 @@ import pytest
 import redis
 import rq
 from flask import Flask
+from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from flask_intercom_events import IntercomEvents
+from flask_intercom_events.extension import state_of
 from flask_intercom_events.job_records import JobSerializer
 from flask_intercom_events.sandbox import Sandbox
 from flask_intercom_events.worker import DeliveryWorker
@@ -129,6 +132,9 @@ class Ours:
             INTERCOM_EVENTS_DELIVERY="rq",
             INTERCOM_EVENTS_QUEUE=OURS,
             INTERCOM_EVENTS_NOT_FOUND_RETRIES=[],
+            # Longer than any answer's latency here (the started test's is 30 s), so an
+            # event in flight stays started until the test is done with it.
+            INTERCOM_API_TIMEOUT=[3.05, 60.0],
         )
         self.intercom = IntercomEvents(self.app)
         self.worker = DeliveryWorker(self.app, concurrency=1)
@@ -142,8 +148,17 @@ class Ours:
         return event.uuid
 
     def stop(self) -> None:
-        self.worker.stop()
+        # Now: an event still in flight (the started test's) goes back to the queue, rather
+        # than the stop waiting for its answer.
+        self.worker.stop(now=True)
         self.thread.join(30)
+        assert not self.thread.is_alive(), "our worker did not stop"
+        # Closed here, not left to the garbage collector (a socket it finds open is a
+        # ResourceWarning, an error, in whichever test it collects in).
+        self.worker.connection.close()
+        intake = state_of(self.app).intake
+        if intake is not None:
+            intake.close()
 
 
 @pytest.fixture
@@ -153,26 +168,68 @@ def ours(tmp_path: Path, redis_url: str, emulator: Sandbox) -> Iterator[Ours]:
     found.stop()
 
 
-def run_rq(redis_url: str, func: Any, *args: Any) -> tuple[Job, subprocess.Popen[bytes]]:
-    """Enqueue one job on a queue of RQ's own and run RQ's own worker on it (``rq worker
-    --burst``, a process of its own, with this project's JSON serializer)."""
-    connection = redis.Redis.from_url(redis_url)
-    queue = rq.Queue(THEIRS, connection=connection, serializer=JobSerializer)
-    job = queue.enqueue(func, *args, result_ttl=0, failure_ttl=3600)
-    command = [
-        str(Path(sys.executable).with_name("rq")),
-        "worker",
-        "--burst",
-        "--url",
-        redis_url,
-        "--serializer",
-        "flask_intercom_events.job_records.JobSerializer",
-        THEIRS,
-    ]
-    worker = subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    return job, worker
+class RQWorkers:
+    """RQ's own worker (``rq worker --burst``, a process of its own, with this project's
+    JSON serializer), each run on one job of a queue of RQ's own; every one still running at
+    the end of the test is released (its ``hold`` key set), then killed if it keeps going,
+    so no ``rq worker`` outlives the test that started it."""
+
+    def __init__(self, connection: redis.Redis, redis_url: str) -> None:
+        self.connection = connection
+        self.redis_url = redis_url
+        self.running: list[tuple[subprocess.Popen[bytes], str | None]] = []
+
+    def run(
+        self, func: Any, *args: Any, release: str | None = None
+    ) -> tuple[Job, subprocess.Popen[bytes]]:
+        """Enqueue ``func(*args)`` and start a worker on it; ``release`` is the key that ends
+        a ``hold`` job (set at the end of the test if the test has not set it)."""
+        queue = rq.Queue(THEIRS, connection=self.connection, serializer=JobSerializer)
+        job = queue.enqueue(func, *args, result_ttl=0, failure_ttl=3600)
+        command = [
+            str(Path(sys.executable).with_name("rq")),
+            "worker",
+            "--burst",
+            "--url",
+            self.redis_url,
+            "--serializer",
+            "flask_intercom_events.job_records.JobSerializer",
+            THEIRS,
+        ]
+        worker = subprocess.Popen(
+            command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        self.running.append((worker, release))
+        return job, worker
+
+    def close(self) -> None:
+        for worker, release in self.running:
+            if worker.poll() is not None:
+                continue
+            if release is not None:
+                with contextlib.suppress(redis.RedisError):
+                    self.connection.set(release, 1)
+            try:
+                worker.wait(10)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait(10)
+
+
+@pytest.fixture
+def rq_workers(connection: redis.Redis, redis_url: str) -> Iterator[RQWorkers]:
+    workers = RQWorkers(connection, redis_url)
+    yield workers
+    workers.close()
+
+
+def status(connection: redis.Redis, job_id: str) -> str | None:
+    """The job's status as RQ reads it, None once its record is gone."""
+    try:
+        job = Job.fetch(job_id, connection=connection, serializer=JobSerializer)
+    except NoSuchJobError:
+        return None
+    return job.get_status()
 
 
 def wait(predicate: Any, what: str, timeout: float = 30) -> None:
@@ -184,27 +241,27 @@ def wait(predicate: Any, what: str, timeout: float = 30) -> None:
 
 
 def test_a_started_event_is_recorded_as_rqs_worker_records_a_started_job(
-    connection: redis.Redis, redis_url: str, emulator: Sandbox, ours: Ours
+    connection: redis.Redis, emulator: Sandbox, ours: Ours, rq_workers: RQWorkers
 ) -> None:
-    emulator.configure(latency=3.0)
+    # RQ's job first, held started until released: its worker process may take seconds to
+    # start on a loaded machine. Then ours, whose answer takes 30 s (within our read
+    # timeout): it stays started while the two are compared.
+    theirs, process = rq_workers.run(hold, "release", release="release")
+    wait(lambda: status(connection, theirs.id) == "started", "RQ's job started")
+    emulator.configure(latency=30.0)
     ours_id = ours.track()
-    wait(lambda: emulator.stats.requests >= 1, "our event in flight")
-    theirs, process = run_rq(redis_url, hold, "release")
-    wait(
-        lambda: Job.fetch(theirs.id, connection=connection).get_status() == "started",
-        "RQ's job started",
-    )
+    wait(lambda: status(connection, ours_id) == "started", "our event started")
     compare(snapshot(connection, OURS, ours_id), snapshot(connection, THEIRS, theirs.id), "started")
     connection.set("release", 1)
     assert process.wait(30) == 0
 
 
 def test_a_failed_event_is_recorded_as_rqs_worker_records_a_failed_job(
-    connection: redis.Redis, redis_url: str, emulator: Sandbox, ours: Ours
+    connection: redis.Redis, emulator: Sandbox, ours: Ours, rq_workers: RQWorkers
 ) -> None:
     emulator.configure(require_contacts=True)  # a 404, failed at once (no retries)
     ours_id = ours.track()
-    theirs, process = run_rq(redis_url, explode)
+    theirs, process = rq_workers.run(explode)
     assert process.wait(30) == 0
     wait(lambda: connection.zcard(f"rq:failed:{OURS}") == 1, "our event failed")
     mine, rqs = snapshot(connection, OURS, ours_id), snapshot(connection, THEIRS, theirs.id)
@@ -216,13 +273,13 @@ def test_a_failed_event_is_recorded_as_rqs_worker_records_a_failed_job(
 
 
 def test_a_delivered_event_leaves_what_rqs_worker_leaves_for_a_job_done(
-    connection: redis.Redis, redis_url: str, emulator: Sandbox, ours: Ours
+    connection: redis.Redis, emulator: Sandbox, ours: Ours, rq_workers: RQWorkers
 ) -> None:
     ours_id = ours.track()
     wait(lambda: len(emulator.events) == 1, "our event delivered")
     wait(lambda: not connection.exists(Job.key_for(ours_id)), "our job settled")
     connection.set("released", 1)
-    theirs, process = run_rq(redis_url, hold, "released")
+    theirs, process = rq_workers.run(hold, "released", release="released")
     assert process.wait(30) == 0
     mine, rqs = snapshot(connection, OURS, ours_id), snapshot(connection, THEIRS, theirs.id)
     assert mine["keys"] == rqs["keys"] == []  # result_ttl=0: nothing is left
