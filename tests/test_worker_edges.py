@@ -200,12 +200,23 @@ def test_a_proxy_refusing_its_credentials_pauses_delivery_then_resumes(
         setup = deployments(redis_url, server.url, INTERCOM_EVENTS_AUTH_PROBE_EVERY=1)
         setup.track(50)
         worker = setup.start_worker("--concurrency", "4")
-        setup.wait_until(lambda: len(server.received) >= 3, 30, "a first 407 and two probes")
-        found = setup.status()
-        assert (found.failed, found.pending) == (0, 50)
-        shown = setup.app.test_cli_runner().invoke(args=["intercom", "status", "--json"])
-        paused = json.loads(shown.output)["rate_window"]["paused"]
-        assert paused["reason"] == "407 proxy_authentication_required"
+        cli = setup.app.test_cli_runner()
+
+        def paused() -> dict[str, object] | None:
+            shown = cli.invoke(args=["intercom", "status", "--json"])
+            found: dict[str, object] | None = json.loads(shown.output)["rate_window"]["paused"]
+            return found
+
+        # The pause as `status` shows it (the first batch, up to 4 requests at once, is
+        # answered before the worker records it), then two probes after it.
+        setup.wait_until(lambda: paused() is not None, 30, "delivery paused")
+        found = paused()
+        assert found is not None
+        assert found["reason"] == "407 proxy_authentication_required"
+        at_pause = len(server.received)
+        setup.wait_until(lambda: len(server.received) >= at_pause + 2, 30, "two probes")
+        status = setup.status()
+        assert (status.failed, status.pending) == (0, 50)
         assert len(server.received) < 20  # a probe a second, not one request per event
         let_through.set()  # the proxy's credentials fixed
         setup.wait_until(setup.settled, 60, "every event delivered once the proxy lets it")
