@@ -63,7 +63,9 @@ def test_delivers_what_the_app_tracked(
 def test_rq_tools_see_the_worker_busy_then_idle_then_gone(
     redis_url: str, emulator: Sandbox, deployments: Make
 ) -> None:
-    emulator.configure(latency=1.5)
+    # Answers take 6 s (under the 10-s read timeout): the worker stays busy long enough for
+    # a test on a loaded machine to see it.
+    emulator.configure(latency=6.0)
     setup = deployments(redis_url, emulator.url)
     queue = Queue(QUEUE, connection=setup.connection)
 
@@ -75,10 +77,10 @@ def test_rq_tools_see_the_worker_busy_then_idle_then_gone(
         ]
 
     worker = setup.start_worker("--concurrency", "4")
-    setup.wait_until(lambda: seen() == [(worker.pid, "idle", 0)], 15, "RQ sees it idle")
+    setup.wait_until(lambda: seen() == [(worker.pid, "idle", 0)], 30, "RQ sees it idle")
     setup.track(3)
-    setup.wait_until(lambda: seen() == [(worker.pid, "busy", 0)], 15, "RQ sees it busy")
-    setup.wait_until(lambda: seen() == [(worker.pid, "idle", 3)], 15, "idle, 3 delivered")
+    setup.wait_until(lambda: seen() == [(worker.pid, "busy", 0)], 30, "RQ sees it busy")
+    setup.wait_until(lambda: seen() == [(worker.pid, "idle", 3)], 30, "idle, 3 delivered")
     assert worker.stop() == 0
     assert seen() == []
     assert RQWorker.all(connection=setup.connection) == []
@@ -98,13 +100,20 @@ def test_burst_exits_once_everything_is_delivered(
 def test_sigterm_finishes_the_requests_in_flight_and_leaves_the_rest_queued(
     redis_url: str, emulator: Sandbox, deployments: Make
 ) -> None:
-    emulator.configure(latency=1.5)
+    # Answers take 6 s: under the 10-s read timeout and the 14-s grace of a SIGTERM, long
+    # enough for a test on a loaded machine to signal while all 4 are in flight.
+    emulator.configure(latency=6.0)
     setup = deployments(redis_url, emulator.url)
     setup.track(10)
     worker = setup.start_worker("--concurrency", "4")
-    setup.wait_until(lambda: setup.status().started == 4, 15, "4 requests in flight")
+    # Started in Redis, and received by the emulator (not just claimed by the worker).
+    setup.wait_until(
+        lambda: setup.status().started == 4 and emulator.stats.requests == 4,
+        30,
+        "4 requests in flight",
+    )
     worker.signal(signal.SIGTERM)
-    assert worker.wait(10) == 0
+    assert worker.wait(20) == 0
     found = setup.status()
     # The 4 in flight were answered and recorded; the 6 never sent are still queued.
     assert (emulator.stats.events, found.started, found.waiting) == (4, 0, 6)
