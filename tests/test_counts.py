@@ -123,10 +123,12 @@ def test_one_event_sent_again_is_one_event_in_intercom(
     """Three re-deliveries of one event: a stall past the read timeout (Intercom stored it,
     the worker never heard), a worker killed with the request in flight, and the same line
     pushed onto the intake twice (a spool drained twice). Intercom stores it once."""
-    setup = deployments(redis_url, emulator.url, INTERCOM_API_TIMEOUT=[2, 0.5])
+    # A 2-s read timeout: an ordinary answer of a loaded machine comes well within it (a
+    # retry of one would be a second duplicate), the 5-s stall never does.
+    setup = deployments(redis_url, emulator.url, INTERCOM_API_TIMEOUT=[2, 2.0])
     second = int(time.time()) - 60
     # 1. A stall: stored, but answered after the worker gave up; the retry is a duplicate.
-    emulator.script("stall:1.5")
+    emulator.script("stall:5")
     export_reports(setup, 1, second)
     worker = setup.start_worker("--concurrency", "2")
     setup.wait_until(setup.settled, 30, "the stalled event settled")
