@@ -52,10 +52,13 @@ class Dashboard:
         deadline = time.monotonic() + 30
         while True:
             try:
-                requests.get(f"{self.url}/0/data/queues.json", timeout=2)
+                # A first answer may take seconds on a loaded machine (a timeout is a
+                # RequestException, not a ConnectionError): try again until the deadline.
+                requests.get(f"{self.url}/0/data/queues.json", timeout=10)
                 return
-            except requests.ConnectionError:
+            except requests.RequestException:
                 if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
                     raise RuntimeError("rq-dashboard did not start") from None
                 time.sleep(0.1)
 
@@ -71,7 +74,11 @@ class Dashboard:
 
     def stop(self) -> None:
         self.process.terminate()
-        self.process.wait(10)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
 
 
 @pytest.fixture
