@@ -168,8 +168,10 @@ def test_redis_outage_views_succeed_events_spool_then_reach_redis(
 def test_a_hanging_redis_costs_one_timeout_then_the_breaker_spools(tmp_path: Path) -> None:
     # A server that takes the connection, then never answers a command: the worst outage.
     with ScriptedRedis(answer_client_commands(None)) as server:
+        # A 1-s timeout: the connection's set-up (answered) fits in it on a loaded machine,
+        # so the one timeout is the RPUSH's.
         app = build_app(
-            tmp_path, server.url, INTERCOM_EVENTS_REDIS_TIMEOUT=0.3, INTERCOM_EVENTS_REDIS_SLOW=0.2
+            tmp_path, server.url, INTERCOM_EVENTS_REDIS_TIMEOUT=1.0, INTERCOM_EVENTS_REDIS_SLOW=0.5
         )
         try:
             client = app.test_client()
