@@ -104,6 +104,7 @@ class DeliveryWorker:
         self.concurrency = concurrency or settings.worker_concurrency
         self.burst = burst
         self.name = new_worker_name()
+        self._own_connection = connection is None  # closed when run() ends
         self.connection = connection or connect_worker_redis(settings.redis_url)
         self.store = DeliveryStore(
             self.connection, queue_name or settings.queue, failure_ttl=settings.failure_ttl
@@ -170,6 +171,8 @@ class DeliveryWorker:
                 self._loop()
             finally:
                 self._shut_down()
+                if self._own_connection:
+                    self.connection.close()  # a later command would connect again
         log.info("Worker %s stopped", self.name)
 
     def stop(self, *, now: bool = False) -> None:

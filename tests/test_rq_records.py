@@ -153,9 +153,11 @@ class Ours:
         self.worker.stop(now=True)
         self.thread.join(30)
         assert not self.thread.is_alive(), "our worker did not stop"
-        # Closed here, not left to the garbage collector (a socket it finds open is a
-        # ResourceWarning, an error, in whichever test it collects in).
-        self.worker.connection.close()
+        # The worker closed the connection it opened (a socket left to the garbage collector
+        # is a ResourceWarning, an error, in whichever test it is collected in).
+        pool = self.worker.connection.connection_pool
+        assert all(c._sock is None for c in pool._available_connections), "left open"
+        assert not pool._in_use_connections
         intake = state_of(self.app).intake
         if intake is not None:
             intake.close()
