@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from functools import partial
 from typing import Any, TypeAlias, TypeVar
 
 from blinker import Signal
-from flask import Flask, Response, current_app, has_app_context, has_request_context, request
+from flask import Flask, current_app, has_app_context, has_request_context, request_started
 
 from .cli import intercom_cli
 from .client import IntercomClient
@@ -19,6 +19,7 @@ from .events import Event, Identity, MetadataInput
 from .handoff import RequestBatch, drop, hand_off, send_now
 from .identity import IdentityLoader, flask_login_available, identity_of_user, resolve_identity
 from .intake import Intake
+from .request_hooks import RequestGuard, attach_batch, batch_of, finish_batch, mark_owner
 from .signals import event_tracked
 from .spool import Spool
 from .state import EXTENSION_KEY, AppState, state_of
@@ -27,10 +28,6 @@ from .transactions import Transactions
 __all__ = ["BeforeSend", "IntercomEvents", "state_of"]
 
 log = logging.getLogger("flask_intercom_events")
-
-# The request's RequestBatch, kept in the WSGI environ, which lives as long as the request (an
-# app context pushed inside a view gets a new ``g``; the environ stays).
-_BATCH = "intercom_events.batch"
 
 BeforeSend = Callable[[Event], "Event | None"]
 
@@ -101,8 +98,10 @@ class IntercomEvents:
             intake=intake,
             client=client,
         )
-        app.after_request(_attach_batch)
-        app.teardown_request(_finish_batch)
+        app.after_request(attach_batch)
+        app.teardown_request(finish_batch)
+        request_started.connect(mark_owner, app)
+        app.wsgi_app = RequestGuard(app.wsgi_app)  # type: ignore[method-assign]
         if "intercom" not in app.cli.commands:
             app.cli.add_command(intercom_cli)
 
@@ -264,7 +263,7 @@ class IntercomEvents:
                 # A receiver's bug must not fail the view nor lose the event.
                 log.exception("An event_tracked receiver failed for %r", event.event_name)
         if self._transactions is not None:
-            batch = _batch_of(app, state) if has_request_context() else None
+            batch = batch_of(app, state) if has_request_context() else None
             if self._transactions.hold(app, event, batch):
                 return event
         self._dispatch(app, state, event)
@@ -306,7 +305,7 @@ class IntercomEvents:
         if state.settings.delivery == "eager":
             send_now(app, state, event)
         elif has_request_context():
-            _batch_of(app, state).add(event)
+            batch_of(app, state).add(event, app=app, state=state)
         else:
             hand_off(app, state, [event])
 
@@ -318,7 +317,7 @@ class IntercomEvents:
         if state.settings.delivery == "eager":
             send_now(app, state, event)
         elif batch is not None:
-            batch.add(event, committed=committed)
+            batch.add(event, committed=committed, app=app, state=state)
         else:
             hand_off(app, state, [event])
 
@@ -341,50 +340,6 @@ def _checked_spool(directory: str) -> Spool:
             "can create and write (on a local disk): set the key to one"
         ) from exc
     return spool
-
-
-# --- the request's batch ----------------------------------------------------------------------
-
-
-def _batch_of(app: Flask, state: AppState) -> RequestBatch:
-    environ = request.environ
-    batch: RequestBatch | None = environ.get(_BATCH)
-    if batch is None:
-        batch = environ[_BATCH] = RequestBatch(app, state)
-    return batch
-
-
-def _attach_batch(response: Response) -> Response:
-    batch: RequestBatch | None = request.environ.get(_BATCH)
-    if batch is not None and not batch.done:
-        # Events tracked later in this request (by after_request or teardown functions that
-        # run after this one) leave with the batch when the response is closed, which the
-        # WSGI server does last. After an error in an after_request function, Flask runs them
-        # all again on the error's response: the batch is tied to both, handed off once.
-        response.call_on_close(batch.flush)
-        batch.attached = True
-        if response.is_streamed and not response.direct_passthrough:
-            # A body made as it is sent (a generator) can fail after the request's teardown,
-            # where no hook of Flask's sees it (stream_with_context keeps the request until
-            # the end, and its teardown sees it): the body itself is watched.
-            response.response = _watched(response.response, batch)
-    return response
-
-
-def _watched(body: Iterable[Any], batch: RequestBatch) -> Iterator[Any]:
-    try:
-        yield from body
-    except Exception as error:  # not GeneratorExit: a client gone mid-body failed nothing
-        batch.finish(error)
-        raise
-
-
-def _finish_batch(error: BaseException | None) -> None:
-    # Teardown runs before the response is closed, and is the one hook that sees whether
-    # the request ended with an unhandled exception (after_request does not run when
-    # exceptions propagate, and a 500 handler's response hides it).
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    _batch_of(app, state_of(app)).finish(error)
 
 
 def _current_app(what: str) -> Flask:

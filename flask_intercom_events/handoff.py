@@ -115,15 +115,19 @@ class RequestBatch:
     ``attached``: tied to a response's ``close()``; ``done``: handed off already (later
     events go at once); ``failed``: the request ended with an unhandled exception and
     discards what it tracks, except events a committed transaction released (``kept``).
+    An event tracked in another app's context inside the request (one extension serving
+    several apps) is that app's: it goes to its Redis, and its signals name it.
     """
 
-    __slots__ = ("app", "attached", "done", "events", "failed", "kept", "state")
+    __slots__ = ("app", "attached", "done", "events", "failed", "kept", "others", "state")
 
     def __init__(self, app: Flask, state: AppState) -> None:
         self.app = app
         self.state = state
         self.events: list[Event] = []
         self.kept: set[int] = set()  # id() of events that count even if the request fails
+        #: id() of an event of another app -> that app and its state.
+        self.others: dict[int, tuple[Flask, AppState]] = {}
         self.attached = False
         self.done = False
         self.failed: BaseException | None = None
@@ -131,15 +135,25 @@ class RequestBatch:
     def __repr__(self) -> str:
         return f"<RequestBatch events={len(self.events)} done={self.done}>"
 
-    def add(self, event: Event, *, committed: bool = False) -> None:
-        """Take ``event``; ``committed``: released by a commit, so it counts even if the
-        request then fails."""
+    def add(
+        self,
+        event: Event,
+        *,
+        committed: bool = False,
+        app: Flask | None = None,
+        state: AppState | None = None,
+    ) -> None:
+        """Take ``event`` of ``app`` (the request's own if ``None``); ``committed``: released
+        by a commit, so it counts even if the request then fails."""
+        owner = (app, state) if app is not None and state is not None else (self.app, self.state)
         if self.failed is not None and not committed:
-            self._discard(event)
+            self._discard(event, owner[0])
         elif self.done:
-            hand_off(self.app, self.state, [event])
+            hand_off(owner[0], owner[1], [event])
         else:
             self.events.append(event)
+            if owner[0] is not self.app:
+                self.others[id(event)] = owner
             if committed:
                 self.kept.add(id(event))
 
@@ -150,7 +164,12 @@ class RequestBatch:
         self.done = True
         events, self.events = self.events, []
         try:
-            hand_off(self.app, self.state, events)
+            by_app: dict[int, tuple[Flask, AppState, list[Event]]] = {}
+            for event in events:
+                app, state = self.others.get(id(event), (self.app, self.state))
+                by_app.setdefault(id(app), (app, state, []))[2].append(event)
+            for app, state, its_events in by_app.values():
+                hand_off(app, state, its_events)
         except Exception:  # hand_off does not raise; if it ever did, close() must not
             log.exception("Intercom events of a request could not be handed off")
 
@@ -164,19 +183,18 @@ class RequestBatch:
                 if id(event) in self.kept:
                     self.events.append(event)
                 else:
-                    self._discard(event)
+                    self._discard(event, self.others.get(id(event), (self.app,))[0])
         if not self.attached:
             self.flush()
 
-    def _discard(self, event: Event) -> None:
-        drop(
-            self.app,
-            event.event_name,
-            "request failed",
-            self.failed,
-            event=event,
-            level=logging.INFO,
-        )
+    def abandon(self, error: BaseException) -> None:
+        """The WSGI call raised: no response will be closed. Finish as a failed request and
+        hand off what it keeps now."""
+        self.finish(error)
+        self.flush()
+
+    def _discard(self, event: Event, app: Flask) -> None:
+        drop(app, event.event_name, "request failed", self.failed, event=event, level=logging.INFO)
 
 
 def _send(signal: Signal, app: Flask, **kwargs: Any) -> None:
