@@ -19,6 +19,7 @@ from .events import Event, Identity, MetadataInput
 from .handoff import RequestBatch, drop, hand_off, send_now
 from .identity import IdentityLoader, flask_login_available, identity_of_user, resolve_identity
 from .intake import Intake
+from .local_seconds import LocalSeconds
 from .request_hooks import RequestGuard, attach_batch, batch_of, finish_batch, mark_owner
 from .signals import event_tracked
 from .spool import Spool
@@ -89,14 +90,18 @@ class IntercomEvents:
                 _checked_spool(settings.spool_dir),
                 slow=settings.redis_slow,
             )
-        elif settings.delivery == "eager":
+        seconds = None
+        if settings.delivery == "eager":
             client = IntercomClient.from_settings(settings)
+            if settings.same_second == "spread":
+                seconds = LocalSeconds(settings.max_spread)
         app.extensions[EXTENSION_KEY] = AppState(
             extension=self,
             settings=settings,
             use_flask_login=flask_login_available(),
             intake=intake,
             client=client,
+            seconds=seconds,
         )
         app.after_request(attach_batch)
         app.teardown_request(finish_batch)

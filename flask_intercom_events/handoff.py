@@ -13,6 +13,7 @@ that work happened.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -89,7 +90,20 @@ def hand_off(app: Flask, state: AppState, events: Iterable[Event]) -> None:
 def send_now(app: Flask, state: AppState, event: Event) -> None:
     """Eager delivery: send through the client; a failure is logged and sent as
     ``event_failed`` (then raised when strict). Lenient, nothing raises into the view: not
-    the client, whatever it raises, nor a receiver of the signals."""
+    the client, whatever it raises, nor a receiver of the signals. With same-second claims
+    (``spread``), a distinct event of a contact and name in a second another one holds goes
+    at the next free second, or is dropped as ``collapsed`` past ``INTERCOM_EVENTS_MAX_SPREAD``."""
+    if state.seconds is not None:
+        second = state.seconds.second_for(event)
+        if second is None:
+            detail = (
+                f" (no free second within {state.seconds.most} s of created_at "
+                f"{event.created_at}: Intercom would keep only one of them)"
+            )
+            drop(app, event.event_name, "collapsed", None, event=event, detail=detail)
+            return
+        if second != event.created_at:
+            event = dataclasses.replace(event, created_at=second)
     try:
         state.client.create_event(event)
     except IntercomAPIError as exc:

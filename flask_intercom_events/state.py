@@ -19,6 +19,7 @@ from .errors import ConfigurationError
 if TYPE_CHECKING:  # for the type checker only: at run time this module imports neither
     from .extension import IntercomEvents
     from .intake import Intake
+    from .local_seconds import LocalSeconds
 
 __all__ = ["EXTENSION_KEY", "AppState", "state_of"]
 
@@ -32,7 +33,7 @@ class AppState:
 
     ``extension`` is the :class:`~flask_intercom_events.IntercomEvents` serving the app,
     ``intake`` the hand-off to Redis (``rq`` delivery) and ``client`` the Intercom client
-    (``eager`` delivery).
+    (``eager`` delivery), with ``seconds``, its same-second claims (``spread``).
     """
 
     extension: IntercomEvents
@@ -40,6 +41,7 @@ class AppState:
     use_flask_login: bool
     intake: Intake | None
     client: Any
+    seconds: LocalSeconds | None = None
 
     def __repr__(self) -> str:
         return f"<IntercomEvents state delivery={self.settings.delivery!r}>"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,9 @@ from flask_intercom_events import (
     RedirectError,
     track_event,
 )
+from flask_intercom_events.local_seconds import LocalSeconds
 from flask_intercom_events.sandbox import Sandbox
-from flask_intercom_events.signals import event_delivered, event_failed
+from flask_intercom_events.signals import event_delivered, event_dropped, event_failed
 from flask_intercom_events.testing import record_events
 
 from .apps import make_app
@@ -162,3 +164,66 @@ def test_eager_receivers_that_raise_never_fail_the_view_when_lenient(
     assert app.test_client().post("/paid").status_code == 200
     assert emulator.stats.requests == 1
     assert "a receiver's bug" in caplog.text
+
+
+def test_eager_gives_distinct_events_of_one_second_distinct_seconds(
+    tmp_path: Path, emulator: Sandbox
+) -> None:
+    """Eager sends from the web process, without the workers' claims: five reports exported
+    in one second were one event in Intercom (four silent duplicates). They now take the next
+    free seconds, as in rq delivery; past the spread an event is dropped as collapsed, said
+    so."""
+    app, intercom = eager_app(tmp_path, emulator, INTERCOM_EVENTS_MAX_SPREAD=6)
+    second = 1_700_000_000
+    with app.app_context():
+        sent = [
+            intercom.track("exported-report", created_at=second, metadata={"n": n})
+            for n in range(5)
+        ]
+        assert all(event is not None for event in sent)
+    stored = sorted(e.created_at for e in emulator.events)
+    assert stored == [second + n for n in range(5)]
+    assert emulator.stats.duplicates == 0
+    dropped: list[dict[str, Any]] = []
+    receiver = event_dropped.connected_to(lambda sender, **kw: dropped.append(kw), app)
+    with receiver, app.app_context():
+        for n in range(5, 9):  # seconds +5 and +6 are free, then none within 6 s
+            intercom.track("exported-report", created_at=second, metadata={"n": n})
+    assert sorted(e.created_at for e in emulator.events) == [second + n for n in range(7)]
+    assert [d["reason"] for d in dropped] == ["collapsed", "collapsed"]
+
+
+def test_eager_with_collapse_leaves_intercoms_de_duplication_alone(
+    tmp_path: Path, emulator: Sandbox
+) -> None:
+    app, intercom = eager_app(tmp_path, emulator, INTERCOM_EVENTS_SAME_SECOND="collapse")
+    with app.app_context():
+        for n in range(3):
+            intercom.track("exported-report", created_at=1_700_000_000, metadata={"n": n})
+    assert [e.created_at for e in emulator.events] == [1_700_000_000]
+    assert emulator.stats.duplicates == 2
+
+
+def test_local_claims_keep_an_events_own_second_and_expire() -> None:
+    claims = LocalSeconds(most=2, ttl=0.2)
+    first = Event.create("exported-report", identity=Identity(user_id="7"), created_at=100)
+    other = Event.create("exported-report", identity=Identity(user_id="7"), created_at=100)
+    elsewhere = Event.create("exported-report", identity=Identity(user_id="8"), created_at=100)
+    assert claims.second_for(first) == 100
+    assert claims.second_for(first) == 100  # the same event again: its own second
+    assert claims.second_for(other) == 101
+    assert claims.second_for(elsewhere) == 100  # another contact
+    assert (
+        claims.second_for(
+            Event.create("exported-report", identity=Identity(user_id="7"), created_at=100)
+        )
+        == 102
+    )
+    assert (
+        claims.second_for(
+            Event.create("exported-report", identity=Identity(user_id="7"), created_at=100)
+        )
+        is None
+    )  # every second up to most taken
+    time.sleep(0.25)
+    assert claims.second_for(other) == 100  # the claims expired
