@@ -6,6 +6,8 @@ They leave when the response is closed, which a WSGI server does last, or at the
 teardown if no response of ours will be closed. Every way a request can end is covered:
 
 - a response closed by the server: ``after_request`` ties the batch to its ``close()``;
+- a response of 500 or more, however made (``abort(500)``, an error handler's 500 for an
+  exception it caught): the request failed, though no exception may reach the teardown;
 - a file sent as is (``send_file``: ``direct_passthrough``), whose ``close()`` werkzeug never
   calls: the batch is not tied to it, and the teardown hands it off;
 - a body made as it is sent (a generator) that fails: the body is watched, even when the view
@@ -18,11 +20,13 @@ teardown if no response of ours will be closed. Every way a request can end is c
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from flask import Flask, Response, current_app, request
 from flask.globals import request_ctx
+from werkzeug.exceptions import HTTPException, InternalServerError, default_exceptions
 
 from .handoff import RequestBatch
 from .state import AppState, state_of
@@ -54,9 +58,17 @@ def attach_batch(response: Response) -> Response:
     """``after_request``: tie the batch to the response that will be closed."""
     batch: RequestBatch | None = request.environ.get(_BATCH)
     streamed = response.is_streamed and not response.direct_passthrough
-    if batch is None and streamed:
+    failed = response.status_code >= 500
+    if batch is None and (streamed or failed):
         app = current_app._get_current_object()  # type: ignore[attr-defined]
-        batch = batch_of(app, state_of(app))  # what the body tracks as it is sent
+        batch = batch_of(app, state_of(app))  # what the body, or later hooks, track
+    if failed and batch is not None and batch.failed is None:
+        # The request failed, however the answer was made (abort(500), an error handler
+        # answering 500 for an exception it handled, a view's 503): no exception may reach
+        # the teardown, yet what the request tracked did not happen.
+        # An unhandled exception's 500 comes here while Flask handles it: that is the error.
+        handling = sys.exc_info()[1]
+        batch.finish(handling if handling is not None else _server_error(response.status_code))
     if batch is None or batch.done or response.direct_passthrough:
         # A file sent as is: werkzeug gives the server the file itself, and never calls the
         # response's close(); the teardown hands the batch off (nothing of ours runs later).
@@ -73,6 +85,12 @@ def attach_batch(response: Response) -> Response:
         # teardown sees it): the body itself is watched.
         response.response = _watched(response.response, batch)
     return response
+
+
+def _server_error(status: int) -> HTTPException:
+    error = default_exceptions.get(status, InternalServerError)(f"the request answered {status}")
+    error.code = status
+    return error
 
 
 def _watched(body: Iterable[Any], batch: RequestBatch) -> Iterator[Any]:

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 import redis
-from flask import Response, copy_current_request_context, send_file, stream_with_context
+from flask import Response, abort, copy_current_request_context, send_file, stream_with_context
+from werkzeug.exceptions import HTTPException
 
 from flask_intercom_events import Identity, IntercomEvents, track_event
 from flask_intercom_events.extension import state_of
@@ -222,3 +223,67 @@ def test_another_apps_events_in_a_request_go_to_that_apps_redis(
             found = state_of(app).intake
             if found is not None:
                 found.close()
+
+
+def test_a_request_that_answers_5xx_failed_however_it_was_made(
+    tmp_path: Path, redis_url: str, dropped: list[dict[str, Any]]
+) -> None:
+    """``abort(500)``, a catch-all error handler that answers 500 for a crash, a view that
+    answers 503: the request failed, even though no exception reached Flask's teardown. Its
+    events are phantoms if sent (a 4xx answered on purpose still sends)."""
+    app = build_app(tmp_path, redis_url)
+    intercom = state_of(app).extension
+
+    @app.post("/aborted")
+    def aborted() -> str:
+        intercom.track("aborted-order")
+        abort(500)
+
+    @app.post("/crashed")
+    def crashed() -> str:
+        intercom.track("crashed-order")
+        raise Boom("the view failed")
+
+    @app.errorhandler(Boom)
+    def as_json(error: Boom) -> tuple[dict[str, str], int]:
+        return {"error": str(error)}, 500
+
+    @app.post("/unavailable")
+    def unavailable() -> tuple[str, int]:
+        intercom.track("deferred-order")
+        return "try again later", 503
+
+    @app.after_request
+    def late(response: Response) -> Response:
+        intercom.track("after-request")  # tracked once the answer is known: failed too
+        return response
+
+    client = app.test_client()
+    for path, status in (("/aborted", 500), ("/crashed", 500), ("/unavailable", 503)):
+        with client.post(path) as response:
+            assert response.status_code == status
+    assert names(redis_url) == []
+    assert sorted((d["event_name"], d["reason"]) for d in dropped) == sorted(
+        [(name, "request failed") for name in ("aborted-order", "crashed-order", "deferred-order")]
+        + [("after-request", "request failed")] * 3
+    )
+    errors = [d["error"] for d in dropped if d["event_name"] != "after-request"]
+    assert sorted(error.code for error in errors) == [500, 500, 503]
+    assert all(isinstance(error, HTTPException) for error in errors)
+
+
+def test_a_5xx_sends_its_events_with_discard_on_error_off(
+    tmp_path: Path, redis_url: str, dropped: list[dict[str, Any]]
+) -> None:
+    app = build_app(tmp_path, redis_url, INTERCOM_EVENTS_DISCARD_ON_ERROR=False)
+    intercom = state_of(app).extension
+
+    @app.post("/unavailable")
+    def unavailable() -> tuple[str, int]:
+        intercom.track("deferred-order")
+        return "try again later", 503
+
+    with app.test_client().post("/unavailable") as response:
+        assert response.status_code == 503
+    assert names(redis_url) == ["deferred-order"]
+    assert dropped == []
