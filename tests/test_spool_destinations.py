@@ -19,6 +19,7 @@ from flask_intercom_events import Identity, IntercomEvents, track_event
 from flask_intercom_events.extension import state_of
 from flask_intercom_events.intake import intake_key
 from flask_intercom_events.lines import decode_line, encode_line
+from flask_intercom_events.spool import DEFAULT_DESTINATION, Spool, destination_of
 
 from .apps import make_app
 from .redis_server import RedisServer
@@ -184,3 +185,78 @@ def test_a_file_of_the_old_naming_is_drained_by_any_app(
     assert "Moved 2 of 2 spooled event(s) into Redis; 0 left." in flushed.output
     assert in_redis(redis_url) == [("old", 0), ("old", 1)]
     assert not old.exists()
+
+
+def test_the_destination_is_the_server_database_user_and_queue_never_the_password() -> None:
+    base = destination_of("redis://cache.internal:6379/0", "intercom-events")
+    # The same destination, written otherwise (redis-py's defaults, case, options, password).
+    for same in (
+        "redis://CACHE.internal/0",
+        "redis://cache.internal:6379",
+        "redis://cache.internal:6379/?db=0",
+        "redis://:old-password@cache.internal:6379/0",
+        "redis://:new-password@cache.internal:6379/0?socket_timeout=2",
+        "rediss://cache.internal:6379/0?ssl_cert_reqs=none",
+    ):
+        assert destination_of(same, "intercom-events") == base, same
+    # Another server, port, database, user, socket or queue: another destination.
+    others = [
+        destination_of(url, queue)
+        for url, queue in (
+            ("redis://other.internal:6379/0", "intercom-events"),
+            ("redis://cache.internal:6380/0", "intercom-events"),
+            ("redis://cache.internal:6379/1", "intercom-events"),
+            ("redis://cache.internal:6379?db=2", "intercom-events"),
+            ("redis://tenant-b@cache.internal:6379/0", "intercom-events"),
+            ("unix:///run/redis/a.sock", "intercom-events"),
+            ("unix:///run/redis/b.sock", "intercom-events"),
+            ("unix:///run/redis/a.sock?db=1", "intercom-events"),
+            ("redis://cache.internal:6379/0", "tenant-b"),
+        )
+    ]
+    assert len({base, *others}) == len(others) + 1
+    assert destination_of("redis://localhost:6379/0", "intercom-events") == DEFAULT_DESTINATION
+    assert all(len(d) == 16 and int(d, 16) >= 0 for d in [base, *others])
+
+
+def test_spool_files_name_their_destination_and_never_hold_the_password(
+    tmp_path: Path, apps: list[Flask]
+) -> None:
+    # Nothing listens on port 1: the app spools at once.
+    app = tenant_app(tmp_path, "redis://tenant-a:hunter2-secret@127.0.0.1:1/3", "a")
+    apps.append(app)
+    serve(app, 0)
+    [path] = spool_dir(app).glob("*.jsonl")
+    digest = destination_of("redis://tenant-a@127.0.0.1:1/3", "intercom-events")
+    assert path.name.startswith(f"spool@{digest}-")
+    for text in (path.name, path.read_text()):
+        assert "hunter2" not in text
+        assert "tenant-a:" not in text
+        assert "127.0.0.1:1" not in text
+    spool = state_of(app).intake.spool  # type: ignore[union-attr]
+    assert repr(spool).endswith(f"destination={digest!r})")
+
+
+def test_two_destinations_in_one_process_write_two_files(tmp_path: Path) -> None:
+    first = Spool.for_redis(tmp_path, "redis://127.0.0.1:1/0", "intercom-events")
+    second = Spool.for_redis(tmp_path, "redis://127.0.0.1:1/1", "intercom-events")
+    first.append([line("a", 0)])
+    second.append([line("b", 0), line("b", 1)])
+    assert len(list(tmp_path.glob("*.jsonl"))) == 2
+    assert (first.count(), first.count_others()) == (1, 2)
+    assert (second.count(), second.count_others()) == (2, 1)
+    pushed: list[str] = []
+    assert first.drain(pushed.extend) == 1
+    assert [decode_line(each)[0] for each in pushed] == ["a-0"]
+    assert (first.count(), first.count_others()) == (0, 2)
+
+
+def test_a_spool_of_a_directory_alone_is_the_default_apps(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    assert spool.destination == DEFAULT_DESTINATION
+    assert spool.for_destination(DEFAULT_DESTINATION) is spool
+    spool.append([line("x", 0)])
+    [path] = tmp_path.glob("*.jsonl")
+    assert path.name.startswith(f"spool@{DEFAULT_DESTINATION}-")
+    with pytest.raises(ValueError, match="destination_of"):
+        Spool(tmp_path, "../../etc/passwd")
