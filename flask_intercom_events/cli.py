@@ -44,7 +44,8 @@ def flush_spool() -> None:
     """Move events spooled during a Redis outage into Redis.
 
     Web processes spool events to local files (INTERCOM_EVENTS_SPOOL_DIR) when Redis does not
-    answer, and drain them themselves once it does; this does it now, on this machine.
+    answer, and drain them themselves once it does; this does it now, on this machine, for
+    this app's Redis and queue (other apps' files in the directory are left to them).
     """
     state = state_of(current_app)
     if state.intake is None:
@@ -61,6 +62,12 @@ def flush_spool() -> None:
         ) from exc
     left = state.intake.spool.count()
     click.echo(f"Moved {moved} of {waiting} spooled event(s) into Redis; {left} left.")
+    others = state.intake.spool.count_others()
+    if others:
+        click.echo(
+            f"{others} event(s) spooled for other destinations (another Redis, database or "
+            "queue) in the same directory were left for their own app to move."
+        )
 
 
 @intercom_cli.command("worker")

@@ -87,7 +87,7 @@ class IntercomEvents:
                 settings.redis_url,
                 settings.queue,
                 settings.redis_timeout,
-                _checked_spool(settings.spool_dir),
+                _checked_spool(settings),
                 slow=settings.redis_slow,
             )
         seconds = None
@@ -334,8 +334,11 @@ def _drop_rolled_back(app: Flask, event: Event) -> None:
     drop(app, event.event_name, "rolled back", None, event=event, level=logging.INFO)
 
 
-def _checked_spool(directory: str) -> Spool:
-    spool = Spool(directory)
+def _checked_spool(settings: Settings) -> Spool:
+    # The spool of this app's destination (its Redis and queue): other apps sharing the
+    # directory keep their own files, which this app's intake neither drains nor counts.
+    directory = settings.spool_dir
+    spool = Spool.for_redis(directory, settings.redis_url, settings.queue)
     try:
         spool.check()
     except (OSError, ValueError) as exc:  # ValueError: a path the OS cannot take at all

@@ -25,7 +25,7 @@ from redis.retry import Retry
 from .breaker import SlowStreak
 from .keys import QueueKeys
 from .redis_errors import refusal, safe_reason, safe_traceback
-from .spool import Spool
+from .spool import Spool, destination_of
 
 __all__ = ["Intake", "intake_key"]
 
@@ -52,7 +52,12 @@ def connect(url: str, timeout: float) -> redis.Redis:
 
 
 class Intake:
-    """Pushes serialised events to Redis, or to the spool when Redis is unreachable."""
+    """Pushes serialised events to Redis, or to the spool when Redis is unreachable.
+
+    The spool it uses is its own destination's (``redis_url`` and ``queue``) in the directory
+    of ``spool``: it spools and drains only the events bound for its Redis and queue (and the
+    files of the old naming, :meth:`Spool.files`), whatever other apps share the directory.
+    """
 
     def __init__(
         self,
@@ -64,7 +69,7 @@ class Intake:
         slow: float | None = None,
     ) -> None:
         self.key = intake_key(queue)
-        self.spool = spool
+        self.spool = spool.for_destination(destination_of(redis_url, queue))
         self.redis = connect(redis_url, timeout)
         self.slowness = SlowStreak(slow)
         self._closed = threading.Event()
@@ -140,7 +145,8 @@ class Intake:
         self.redis.rpush(self.key, *lines)
 
     def drain_spool(self) -> int:
-        """Move every spooled event into Redis; returns how many (raises if Redis fails)."""
+        """Move every event spooled for this intake's destination (and those of the old
+        naming) into Redis; returns how many (raises if Redis fails)."""
         moved = self.spool.drain(self.push_lines)
         if moved:
             log.info("Moved %d spooled Intercom event(s) into Redis", moved)

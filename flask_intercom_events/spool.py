@@ -5,43 +5,113 @@ Each process appends JSON lines to its own file in the spool directory, whole or
 file's lock, pushes its lines to Redis and removes the file only once every line is in Redis:
 a crash mid-drain re-sends lines on the next drain, which is harmless because Intercom
 de-duplicates an event by contact, name and ``created_at``.
+
+A spool file belongs to one destination, what decides where its events go: the Redis server
+(host and port, or unix socket path), database and user, and the queue. Its name carries the
+destination's digest (``spool@<digest>-<host>-<pid>.jsonl``, :func:`destination_of`), and a
+spool drains and counts only its own destination's files: two apps sharing a directory (two
+tenants of one app factory, staging and production of one checkout) never move each other's
+events into the wrong Redis, where the wrong worker would send them with the wrong token.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import json
 import logging
 import os
+import re
 import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from redis.connection import parse_url
+
+from .config import DEFAULT_QUEUE, DEFAULT_REDIS_URL
 from .lines import decode_line
 
-__all__ = ["Spool"]
+__all__ = ["DEFAULT_DESTINATION", "Spool", "destination_of"]
 
 log = logging.getLogger("flask_intercom_events.spool")
 
 _SUFFIX = ".jsonl"
+# A file of this version is "spool@<digest>-<host>-<pid>.jsonl". The "@" marks it: an earlier
+# version's names are "spool-<host>-<pid>.jsonl", and a host name may hold dashes (even one
+# that looks like a digest), but never sits right after "spool@".
+_MARK = "spool@"
+_DIGEST = re.compile(r"[0-9a-f]{16}")
+
+
+def destination_of(redis_url: str, queue: str) -> str:
+    """The digest of where events pushed to ``queue`` at ``redis_url`` go: a truncated SHA-256
+    (as :mod:`.keys` names a token's keys) of the URL normalised the way redis-py reads it
+    (host and port, or socket path; database; user name) and of the queue.
+
+    Never the password: it is not stored, not even digested (a truncated digest of a weak
+    password could be tried offline), and changing it must not strand the events spooled
+    before. Nor the connection's options (timeouts, TLS files), which send nowhere else.
+    """
+    parts: dict[str, object] = parse_url(redis_url)  # type: ignore[no-untyped-call]
+    if "path" in parts:
+        where = ["unix", str(parts["path"])]
+    else:
+        where = ["tcp", str(parts.get("host") or "localhost"), str(parts.get("port") or 6379)]
+    normalised = json.dumps(
+        [*where, str(parts.get("db") or 0), str(parts.get("username") or ""), queue]
+    )
+    digest = hashlib.sha256(b"flask-intercom-events:spool:" + normalised.encode())
+    return digest.hexdigest()[:16]
+
+
+#: The destination of an app with the default ``INTERCOM_EVENTS_REDIS_URL`` and queue.
+DEFAULT_DESTINATION = destination_of(DEFAULT_REDIS_URL, DEFAULT_QUEUE)
+
+
+def _owner(path: Path) -> str | None:
+    """The destination of a spool file, ``None`` for a file of the old naming."""
+    name = path.name
+    return name[len(_MARK) : len(_MARK) + 16] if name.startswith(_MARK) else None
 
 
 class Spool:
-    """The spool directory of one app. Safe across threads and processes."""
+    """The spool of one destination (:func:`destination_of`) in a directory, which other
+    destinations' spools may share. Safe across threads and processes.
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    ``destination`` defaults to that of an app with the default Redis URL and queue; an
+    :class:`~.intake.Intake` uses its own destination's spool of the directory it is given.
+    """
+
+    def __init__(
+        self, directory: str | os.PathLike[str], destination: str = DEFAULT_DESTINATION
+    ) -> None:
+        if not isinstance(destination, str) or not _DIGEST.fullmatch(destination):
+            raise ValueError("a spool's destination is a digest made by destination_of()")
         self.directory = Path(directory)
+        self.destination = destination
         self._lock = threading.Lock()
 
+    @classmethod
+    def for_redis(cls, directory: str | os.PathLike[str], redis_url: str, queue: str) -> Spool:
+        """The spool in ``directory`` of the events bound for ``queue`` at ``redis_url``."""
+        return cls(directory, destination_of(redis_url, queue))
+
+    def for_destination(self, destination: str) -> Spool:
+        """This spool if it is ``destination``'s, else ``destination``'s in the same directory."""
+        return self if destination == self.destination else Spool(self.directory, destination)
+
     def __repr__(self) -> str:
-        return f"Spool({str(self.directory)!r})"
+        return f"Spool({str(self.directory)!r}, destination={self.destination!r})"
 
     def _own_file(self) -> Path:
-        # One file per process (and host, for a spool on shared storage): no two writers
-        # ever interleave within a line.
-        return self.directory / f"spool-{socket.gethostname()}-{os.getpid()}{_SUFFIX}"
+        # One file per destination and process (and host, for a spool on shared storage): no
+        # two writers ever interleave within a line, and two apps of one process sending to
+        # two Redis never share a file.
+        name = f"{_MARK}{self.destination}-{socket.gethostname()}-{os.getpid()}{_SUFFIX}"
+        return self.directory / name
 
     def append(self, lines: Sequence[bytes]) -> None:
         """Write ``lines`` (one encoded JSON document each) durably, whole, or raise ``OSError``.
@@ -81,7 +151,21 @@ class Spool:
                 probe.unlink()
 
     def files(self) -> list[Path]:
-        """The spool files waiting to be drained, oldest first."""
+        """The spool files this spool drains, oldest first: its destination's, and those of
+        the old naming.
+
+        A file of the old naming (``spool-<host>-<pid>.jsonl``, or any other ``*.jsonl``
+        without the destination mark), written by an earlier version, says nothing of where
+        its events were bound: it stays drained by any app's spool, as before, so that a
+        deployment upgrading does not strand the events it holds.
+        """
+        return [p for p in self._all_files() if _owner(p) in (None, self.destination)]
+
+    def other_files(self) -> list[Path]:
+        """The spool files of other destinations in the directory (left for their own app)."""
+        return [p for p in self._all_files() if _owner(p) not in (None, self.destination)]
+
+    def _all_files(self) -> list[Path]:
         try:
             entries = [p for p in self.directory.iterdir() if p.name.endswith(_SUFFIX)]
         except FileNotFoundError:
@@ -89,21 +173,20 @@ class Spool:
         return sorted(entries, key=_modified)
 
     def count(self) -> int:
-        """How many events are spooled (reads every file)."""
-        total = 0
-        for path in self.files():
-            try:
-                with path.open("rb") as handle:
-                    total += sum(1 for line in handle if line.strip())
-            except FileNotFoundError:
-                continue
-        return total
+        """How many events this spool holds, to drain (reads each of its files)."""
+        return _count_lines(self.files())
+
+    def count_others(self) -> int:
+        """How many events the directory holds for other destinations."""
+        return _count_lines(self.other_files())
 
     def drain(self, push: Callable[[list[str]], object], batch_size: int = 500) -> int:
-        """Push every spooled line with ``push`` (which raises on failure); return how many.
+        """Push every line of this spool's files (:meth:`files`) with ``push`` (which raises
+        on failure); return how many.
 
-        Files another process is draining are skipped. If ``push`` raises, the lines not yet
-        pushed stay in their file and the exception propagates.
+        Files another process is draining are skipped, and so are other destinations'. If
+        ``push`` raises, the lines not yet pushed stay in their file and the exception
+        propagates.
         """
         moved = 0
         for path in self.files():
@@ -183,6 +266,17 @@ def _write_all(fd: int, data: bytes) -> None:
         # write: a short write is not an error, but the line is not whole yet.
         written = os.write(fd, view)
         view = view[written:]
+
+
+def _count_lines(paths: list[Path]) -> int:
+    total = 0
+    for path in paths:
+        try:
+            with path.open("rb") as handle:
+                total += sum(1 for line in handle if line.strip())
+        except FileNotFoundError:  # drained meanwhile
+            continue
+    return total
 
 
 def _modified(path: Path) -> float:

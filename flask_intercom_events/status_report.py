@@ -73,7 +73,9 @@ def delivery_store(settings: Settings, queue_name: str | None = None) -> Iterato
 @dataclass(frozen=True)
 class Snapshot:
     """A queue at one instant: ``status`` and ``budget`` are ``None`` when Redis did not
-    answer (``error`` then says why); ``spooled`` is this machine's spool, always counted."""
+    answer (``error`` then says why); ``spooled`` is this machine's spool of the queue's
+    destination (its Redis and queue, and the files of the old naming), always counted;
+    ``spooled_other`` what the same directory holds for other destinations (other apps)."""
 
     queue: str
     now: float
@@ -83,6 +85,7 @@ class Snapshot:
     status: QueueStatus | None = None
     budget: BudgetState | None = None
     error: str | None = None
+    spooled_other: int = 0
 
     @property
     def alive(self) -> int:
@@ -117,11 +120,12 @@ def read_snapshot(
 ) -> Snapshot:
     """Read ``store``'s queue; a Redis failure is kept in :attr:`Snapshot.error`."""
     moment = time.time() if now is None else now
-    spool = Spool(settings.spool_dir)
+    spool = Spool.for_redis(settings.spool_dir, settings.redis_url, store.name)
     base: dict[str, Any] = {
         "queue": store.name,
         "now": moment,
         "spooled": spool.count(),
+        "spooled_other": spool.count_others(),
         "spool_dir": str(spool.directory),
         "rate_window": settings.rate_window,
     }
@@ -175,6 +179,7 @@ def report(snapshot: Snapshot) -> dict[str, Any]:
     base: dict[str, Any] = {
         "queue": snapshot.queue,
         "spooled": snapshot.spooled,
+        "spooled_other_destinations": snapshot.spooled_other,
         "spool_dir": snapshot.spool_dir,
     }
     found, budget = snapshot.status, snapshot.budget
@@ -228,6 +233,11 @@ def _budget_report(budget: BudgetState, window: float) -> dict[str, Any]:
 def lines(snapshot: Snapshot) -> list[str]:
     """The text of ``flask intercom status``."""
     spool = f"  spooled     {snapshot.spooled:>8}   (this machine: {snapshot.spool_dir})"
+    if snapshot.spooled_other:
+        spool += (
+            f"; {snapshot.spooled_other} more for other destinations (another Redis, "
+            "database or queue: other apps', left for them)"
+        )
     found = snapshot.status
     if found is None:
         return [f"Queue {snapshot.queue!r}: {snapshot.error}", spool]

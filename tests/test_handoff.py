@@ -192,7 +192,7 @@ def test_a_hanging_redis_costs_one_timeout_then_the_breaker_spools(tmp_path: Pat
 
 def test_flush_spool_command_moves_spooled_events(tmp_path: Path, redis_url: str) -> None:
     app = build_app(tmp_path, redis_url)
-    spool = Spool(state_of(app).settings.spool_dir)
+    spool = state_of(app).intake.spool  # type: ignore[union-attr]
     lines = [
         json.dumps({"event_name": "e", "created_at": 1700000000 + i, "user_id": "1"}).encode()
         for i in range(3)
@@ -206,7 +206,7 @@ def test_flush_spool_command_moves_spooled_events(tmp_path: Path, redis_url: str
 
 def test_flush_spool_with_redis_down_keeps_the_events(tmp_path: Path) -> None:
     app = build_app(tmp_path, "redis://127.0.0.1:1/0")
-    spool = Spool(state_of(app).settings.spool_dir)
+    spool = state_of(app).intake.spool  # type: ignore[union-attr]
     spool.append(
         [json.dumps({"event_name": "e", "created_at": 1700000000, "user_id": "1"}).encode()]
     )
