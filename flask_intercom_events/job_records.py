@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,7 @@ __all__ = [
     "decode_line",
     "describe",
     "encode_line",
+    "failed_fields",
     "job_data",
     "read_job",
 ]
@@ -145,3 +147,14 @@ def read_job(job_id: str, raw: Mapping[bytes, bytes], connection: redis.Redis) -
     if len(args) != 1 or not isinstance(args[0], dict) or kwargs:
         return ClaimedJob(job_id, job, meta=meta, problem="the job's arguments are not one event")
     return ClaimedJob(job_id, job, payload=args[0], meta=meta)
+
+
+def failed_fields(job: Job, description: str) -> dict[str, Any]:
+    """The fields of a failed job whose record RQ cannot write back (it has no data): its
+    status, when it ended and its description as RQ's ``exc_info`` (compressed as RQ does)."""
+    ended = job.ended_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if job.ended_at else ""
+    return {
+        "status": "failed",
+        "ended_at": ended,
+        "exc_info": zlib.compress(description.encode("utf-8", errors="replace")),
+    }

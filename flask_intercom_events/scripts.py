@@ -63,6 +63,7 @@ class Scripts:
                 "requeue",
                 "counts",
                 "add_counts",
+                "status",
             )
         }
 
@@ -196,6 +197,12 @@ class Scripts:
         if not args:
             return 0
         return self._run("add_counts", [counters], args, client=client)
+
+    def set_status(self, *, jobs: Sequence[str], status: str, client: Any = None) -> Any:
+        """Set RQ's status of the jobs (their hashes' keys) whose record still exists."""
+        if not jobs:
+            return 0
+        return self._run("status", jobs, [status], client=client)
 
     def counts(self, *, keys: Sequence[str], moving_prefix: str, held_prefix: str) -> Any:
         """Every count of a queue at one instant (see ``counts.lua``)."""

@@ -27,6 +27,7 @@ What a dead worker held (its moving list and held jobs) goes back in one step
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -40,7 +41,7 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegis
 from rq.results import Result
 
 from .collecting import Collected, SameSecond, collect
-from .job_records import ClaimedJob, JobSerializer, read_job
+from .job_records import ClaimedJob, JobSerializer, failed_fields, read_job
 from .keys import QueueKeys
 from .ratelimit import RateBudget
 from .requeued import forget_failure, seconds_again
@@ -309,6 +310,11 @@ class DeliveryStore:
         """Put ``job`` in RQ's failed registry with its reason, in ``pipe``."""
         job.meta = meta
         job.ended_at = datetime.now(timezone.utc)
+        try:
+            job.to_dict()
+        except Exception:  # no data to write back: a hash with a status alone, say
+            self._fail_unwritable(pipe, job, reason, description)
+            return
         job.set_status(JobStatus.FAILED, pipeline=pipe)
         self.failed.add(job, ttl=self.failure_ttl, exc_string=description, pipeline=pipe)
         # No rq:results stream (4.7 KB each with Redis's default stream-node-max-bytes): the
@@ -347,16 +353,28 @@ class DeliveryStore:
             self.scripts.add_counts(counters=self.keys.stats, amounts={"released": released})
         return released
 
+    def _fail_unwritable(self, pipe: Any, job: Job, reason: str, description: str) -> None:
+        """Fail a job RQ cannot write back (``Job.save`` raises: its record has no data),
+        listed like any failed one: in the failed registry, its description as ``exc_info``."""
+        pipe.zadd(self.failed.key, {job.id: time.time() + self.failure_ttl})
+        pipe.hset(job.key, mapping=failed_fields(job, description))
+        pipe.expire(job.key, self.failure_ttl)
+        self.scripts.add_counts(counters=self.keys.failed_reasons, amounts={reason: 1}, client=pipe)
+
     def _requeued(self, pairs: Sequence[Any], worker: str) -> int:
         """Mark the jobs a script put back on the queue as queued (RQ's status), and forget
         their runs. ``pairs`` is ``[id, execution, ...]``."""
         if not pairs:
             return 0
         with self.connection.pipeline(transaction=True) as pipe:
-            for i in range(0, len(pairs), 2):
-                job_id, execution = _text(pairs[i]), _text(pairs[i + 1])
-                self._forget_execution(pipe, job_id, execution, worker)
-                Job(job_id, connection=self.connection).set_status(JobStatus.QUEUED, pipeline=pipe)
+            ids = [_text(pairs[i]) for i in range(0, len(pairs), 2)]
+            for i, job_id in enumerate(ids):
+                self._forget_execution(pipe, job_id, _text(pairs[2 * i + 1]), worker)
+            self.scripts.set_status(
+                jobs=[Job.key_for(job_id) for job_id in ids],
+                status=JobStatus.QUEUED.value,
+                client=pipe,
+            )
             pipe.execute()
         return len(pairs) // 2
 
@@ -371,13 +389,9 @@ class DeliveryStore:
             now=now,
             most=most,
         )
-        if ids:
-            with self.connection.pipeline(transaction=False) as pipe:
-                for job_id in ids:
-                    Job(_text(job_id), connection=self.connection).set_status(
-                        JobStatus.QUEUED, pipeline=pipe
-                    )
-                pipe.execute()
+        self.scripts.set_status(
+            jobs=[Job.key_for(_text(job_id)) for job_id in ids], status=JobStatus.QUEUED.value
+        )
         return len(ids)
 
     def next_retry_in(self, now: float) -> float | None:

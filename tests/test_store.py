@@ -553,3 +553,18 @@ def test_a_job_record_that_cannot_be_read_keeps_its_reason_to_the_end(
     assert read_status(store, presence(connection)).failed_by_reason == {"unreadable_job": 1}
     assert purge_failed(store) == 1
     assert read_status(store, presence(connection)).failed_by_reason == {}
+
+
+def test_putting_back_a_job_whose_record_is_gone_leaves_no_stub(
+    connection: redis.Redis, store: DeliveryStore, budget: RateBudget
+) -> None:
+    """Setting RQ's status of a job whose record was deleted (by a dashboard's Delete, or
+    evicted) wrote a hash with a status and no data, which no worker could run."""
+    track(store, 2)
+    store.collect(WORKER, 10, None)
+    held, scheduled = claim(store, budget, 2)
+    store.settle(WORKER, retries=[Retry(scheduled, time.time() - 1, {}, "network")])
+    connection.delete(Job.key_for(held.id), Job.key_for(scheduled.id))
+    assert store.reclaim(WORKER, rq_worker_key="rq:worker:gone", force=True) == (0, 1)
+    assert store.promote_due(time.time()) == 1
+    assert not connection.exists(Job.key_for(held.id), Job.key_for(scheduled.id))

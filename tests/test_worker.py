@@ -313,6 +313,26 @@ def test_what_cannot_be_sent_fails_with_its_reason(
     assert "Traceback" not in worker.log()
 
 
+def test_a_job_record_with_no_data_is_failed_visibly_and_stops_nothing(
+    redis_url: str, emulator: Sandbox, deployments: Make
+) -> None:
+    """A record with a status and nothing else (what setting the status of a job whose
+    record was deleted leaves: rq-dashboard's Delete of a dead worker's job, an eviction)
+    made every worker that claimed it exit with RQ's "Cannot build the job data": the queue
+    stopped. It is failed as unreadable, and the rest is delivered."""
+    setup = deployments(redis_url, emulator.url)
+    setup.track(3)
+    setup.connection.hset("rq:job:stub-1", mapping={"status": "queued"})
+    setup.connection.rpush(setup.store.queue.key, "stub-1")
+    worker = setup.start_worker("--concurrency", "2")
+    setup.wait_until(setup.settled, 20, "every event settled")
+    assert worker.process.poll() is None, worker.log()  # still running
+    assert worker.stop() == 0
+    assert len(emulator.events) == 3
+    assert setup.status().failed_by_reason == {"unreadable_job": 1}
+    assert "Traceback" not in worker.log()
+
+
 def test_the_worker_needs_a_token(tmp_path: Path, redis_url: str) -> None:
     app = Flask("no-token", instance_path=str(tmp_path))
     app.config.update(INTERCOM_EVENTS_DELIVERY="disabled", INTERCOM_EVENTS_REDIS_URL=redis_url)
