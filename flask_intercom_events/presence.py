@@ -67,9 +67,12 @@ class Presence:
 
     def beat(self, *, busy: bool, details: dict[str, Any]) -> None:
         """Register (again, if the registration expired, e.g. Redis restarted without its
-        data), refresh the TTL, write the state, counts and ``details``."""
+        data), refresh the TTL, write the state, counts and ``details``. A registration with
+        no birth is one a state written between beats made anew after its data was lost
+        (FLUSHDB, a restart): registered again, not left to read as dead for good."""
         worker = self._rq_worker()
-        if not self.connection.exists(worker.key) or self.connection.hexists(worker.key, "death"):
+        birth, death = self.connection.hmget(worker.key, "birth", "death")
+        if birth is None or death is not None:
             self.connection.delete(worker.key)  # a registration marked dead is not ours
             worker.register_birth()  # type: ignore[no-untyped-call]
         self._write(busy, details)

@@ -315,6 +315,34 @@ def test_a_worker_killed_on_this_machine_is_dead_for_status_at_once(
     assert again.stop() == 0
 
 
+def test_a_worker_is_alive_again_after_redis_lost_its_data(
+    redis_url: str, emulator: Sandbox, deployments: Any
+) -> None:
+    """After a FLUSHDB (or a restart without its data), the worker's state written between
+    two beats made its registration anew without its birth: status read it as dead for good
+    (--check: no worker alive) while it delivered. Its next beat registers it again."""
+    emulator.configure(latency=0.5)  # busy, then idle: states written between beats
+    setup = deployments(redis_url, emulator.url, INTERCOM_EVENTS_WORKER_TTL=18)  # beat: 6 s
+    worker = setup.start_worker("--concurrency", "2")
+    setup.wait_until(
+        lambda: [info.alive for info in setup.status().workers] == [True], 30, "it registered"
+    )
+    key = f"rq:worker:{setup.registered()[0].name}"
+    setup.connection.flushdb()
+    flushed = time.monotonic()
+    setup.track(3)
+    setup.wait_until(lambda: len(emulator.events) == 3, 30, "the events delivered")
+    if time.monotonic() - flushed < 5:  # before the next beat: written anew, no birth
+        assert setup.connection.exists(key)
+        assert setup.connection.hget(key, "birth") is None
+    setup.wait_until(
+        lambda: [info.alive for info in setup.status().workers] == [True],
+        20,
+        "the worker alive again",
+    )
+    assert worker.stop() == 0
+
+
 def test_a_workers_own_in_flight_follows_its_load_between_heartbeats(
     redis_url: str, emulator: Sandbox, deployments: Any
 ) -> None:
