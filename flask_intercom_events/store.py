@@ -279,7 +279,7 @@ class DeliveryStore:
                 job.worker_name = None
                 job.set_status(JobStatus.SCHEDULED, pipeline=pipe)
                 job.save(pipeline=pipe)
-                self.scheduled.schedule(job, _utc(retry.at), pipeline=pipe)
+                self.scheduled.schedule(job, _due(retry.at), pipeline=pipe)
                 pipe.hset(keys.scheduled_why, job.id, retry.reason)
                 self.scripts.add_counts(
                     counters=keys.scheduled_reasons, amounts={retry.reason: 1}, client=pipe
@@ -437,8 +437,9 @@ class DeliveryStore:
         return [_text(job_id) for job_id in self.connection.hkeys(self.keys.held(worker))]
 
 
-def _utc(timestamp: float) -> datetime:
-    return datetime.fromtimestamp(timestamp, timezone.utc)
+def _due(timestamp: float) -> datetime:
+    """Rounded up to its second: RQ's registry keeps whole ones, and a retry is never early."""
+    return datetime.fromtimestamp(-(-timestamp // 1), timezone.utc)
 
 
 def _text(value: object) -> str:

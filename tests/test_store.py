@@ -4,6 +4,7 @@ through RQ's own classes to show that RQ's records tell the truth."""
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import threading
 import time
@@ -447,7 +448,7 @@ def test_status_counts_every_place_an_event_can_be(
     assert (found.held, found.started, found.scheduled, found.failed) == (1, 1, 1, 3)
     assert found.failed_by_reason == {"404 not_found": 2, "400 bad": 1}
     assert found.next_retry_in is not None
-    assert int(due) - read_at - 0.01 <= found.next_retry_in <= 5  # RQ keeps whole seconds
+    assert due - read_at - 0.01 <= found.next_retry_in <= math.ceil(due) - read_at + 0.01
     assert [(w.name, w.alive) for w in found.workers] == [("gone", False), (WORKER, False)]
     assert found.pending == 8
     # Neither worker beats (no heartbeat): what they hold or move is stranded, and waits.
@@ -568,3 +569,17 @@ def test_putting_back_a_job_whose_record_is_gone_leaves_no_stub(
     assert store.reclaim(WORKER, rq_worker_key="rq:worker:gone", force=True) == (0, 1)
     assert store.promote_due(time.time()) == 1
     assert not connection.exists(Job.key_for(held.id), Job.key_for(scheduled.id))
+
+
+def test_a_retry_is_never_promoted_before_it_is_due(
+    connection: redis.Redis, store: DeliveryStore, budget: RateBudget
+) -> None:
+    """RQ's scheduled registry keeps whole seconds: a retry due at x.9 (a Retry-After, a
+    backoff) was moved to the queue at x.0, up to a second early."""
+    track(store, 1)
+    store.collect(WORKER, 10, None)
+    [job] = claim(store, budget, 1)
+    due = math.floor(time.time()) + 2.9
+    store.settle(WORKER, retries=[Retry(job, due, {}, "503 service_unavailable")])
+    assert store.promote_due(due - 0.05) == 0
+    assert store.promote_due(math.ceil(due)) == 1
