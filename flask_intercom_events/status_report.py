@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -19,6 +19,7 @@ import redis
 
 from .backlog import QueueStatus, read_status, recount_failed
 from .config import Settings
+from .key_types import describe, is_wrong_type, wrong_types
 from .presence import Presence
 from .ratelimit import BudgetState, RateBudget
 from .redis_errors import refusal
@@ -110,6 +111,19 @@ class Snapshot:
         return left / rate if rate > 0 else None
 
 
+def _wrong_types(store: DeliveryStore, exc: redis.RedisError) -> str | None:
+    if not is_wrong_type(exc):
+        return None
+    with suppress(redis.RedisError):
+        wrong = wrong_types(store)
+        if wrong:
+            return (
+                f"Redis refused to read the queue: {describe(wrong)} (written by another "
+                "tool? a worker renames such a key aside; or rename it yourself)"
+            )
+    return f"Redis refused to read the queue: {exc}"
+
+
 def read_snapshot(
     settings: Settings,
     store: DeliveryStore,
@@ -143,7 +157,9 @@ def read_snapshot(
             ).state()
     except redis.RedisError as exc:
         error = (
-            refusal(exc) or f"Redis (INTERCOM_EVENTS_REDIS_URL) did not answer: {exc or type(exc)}"
+            refusal(exc)
+            or _wrong_types(store, exc)
+            or f"Redis (INTERCOM_EVENTS_REDIS_URL) did not answer: {exc or type(exc)}"
         )
         return Snapshot(**base, error=error)
     return Snapshot(**base, status=found, budget=budget)

@@ -1,7 +1,6 @@
 """``flask intercom worker``: one process keeping many deliveries in flight.
 
-One process uses all of Intercom's budget (166 events a second) though Intercom answers in
-50-150 ms: it keeps many requests in flight.
+One process keeps many requests in flight, to use Intercom's whole budget (166 events/s).
 
 - The **main thread** does all the Redis work, in batches, in a loop that only iterates
   (:meth:`DeliveryWorker._step`, then a nap until the earliest deadline): it settles what
@@ -42,16 +41,11 @@ from .config import Settings
 from .errors import ConfigurationError
 from .job_records import ClaimedJob
 from .jobs import client_for
+from .key_types import is_wrong_type, repair
 from .logs import FailureLog
 from .outcomes import DeliveryObserver, Settler
 from .presence import Presence
-from .process import (
-    connect_worker_redis,
-    machine_id,
-    new_worker_name,
-    process_gone,
-    stop_signals,
-)
+from .process import connect_worker_redis, machine_id, new_worker_name, process_gone, stop_signals
 from .ratelimit import RateBudget
 from .redis_errors import refusal
 from .retry import RetryPolicy
@@ -360,6 +354,8 @@ class DeliveryWorker:
         self.failure_log.flush(time.monotonic())
 
     def _redis_failed(self, exc: redis.RedisError) -> None:
+        if is_wrong_type(exc) and repair(self.store, [self.name]):
+            return  # a key of another type (written by hand) moved aside: go on
         if self._redis_down_since is None:
             self._redis_down_since = time.monotonic()
             refused = refusal(exc)

@@ -20,6 +20,7 @@ from flask_intercom_events.sandbox import Sandbox
 
 from .hostile import HostileServer, Peer, Received, response
 from .redis_server import RedisServer
+from .test_status import cli, ops_app
 from .workers import Deployment, make_deployments
 
 Make = Callable[..., Deployment]
@@ -229,3 +230,32 @@ def test_a_proxy_refusing_its_credentials_pauses_delivery_then_resumes(
     assert "HTTPS_PROXY" in log
     assert "Intercom refused the access token" not in log
     assert "delivery resumes" in log
+
+
+def test_a_key_of_another_type_is_named_and_moved_aside_and_delivery_goes_on(
+    redis_url: str, emulator: Sandbox, deployments: Make, tmp_path: Path
+) -> None:
+    """A key of the queue SET by hand to a string made every command on it fail with
+    WRONGTYPE, which names no key: the worker took it for an outage and stalled, and status
+    said Redis did not answer. Status names the key; the worker renames it aside (kept) and
+    delivers."""
+    setup = deployments(redis_url, emulator.url)
+    keys = setup.store.keys
+    setup.connection.set(keys.stats, "garbage")
+    setup.connection.set(keys.event_names, "more garbage")
+    app = ops_app(tmp_path, redis_url)
+    report = json.loads(cli(app, "status", "--json").output)
+    assert f"key {keys.stats} holds a string, where a hash belongs" in report["error"]
+    assert f"key {keys.event_names} holds a string, where a set belongs" in report["error"]
+    assert "did not answer" not in report["error"]
+    setup.track(5)
+    worker = setup.start_worker("--concurrency", "2")
+    setup.wait_until(lambda: len(emulator.events) == 5, 30, "the events delivered")
+    setup.wait_until(setup.settled, 30, "every event settled")
+    assert worker.stop() == 0
+    assert setup.connection.type(keys.stats) == b"hash"
+    aside = [k.decode() for k in setup.connection.keys(f"{keys.stats}:wrongtype:*")]  # type: ignore[union-attr]
+    assert len(aside) == 1
+    assert setup.connection.get(aside[0]) == b"garbage"  # kept, not deleted
+    assert f"renamed to {aside[0]}" in worker.log()
+    assert json.loads(cli(app, "status", "--json").output)["error"] is None
