@@ -13,6 +13,7 @@ Redis is down and registers once it answers.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,8 +22,11 @@ import redis
 import rq
 
 from .json_text import parse_json
+from .process import warn_if_evicting
 
 __all__ = ["Presence"]
+
+log = logging.getLogger("flask_intercom_events")
 
 _DETAILS = "intercom"
 #: Seconds between two writes of a worker's details between heartbeats (when the number of
@@ -72,7 +76,8 @@ class Presence:
         (FLUSHDB, a restart): registered again, not left to read as dead for good."""
         worker = self._rq_worker()
         birth, death = self.connection.hmget(worker.key, "birth", "death")
-        if birth is None or death is not None:
+        if birth is None or death is not None:  # at start, or after Redis lost its data
+            warn_if_evicting(self.connection, log)
             self.connection.delete(worker.key)  # a registration marked dead is not ours
             worker.register_birth()  # type: ignore[no-untyped-call]
         self._write(busy, details)

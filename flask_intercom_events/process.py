@@ -23,6 +23,7 @@ __all__ = [
     "new_worker_name",
     "process_gone",
     "stop_signals",
+    "warn_if_evicting",
 ]
 
 
@@ -99,3 +100,19 @@ def process_gone(details: Mapping[str, Any], machine: str) -> bool:
     except PermissionError:
         return False
     return False
+
+
+def warn_if_evicting(connection: redis.Redis, log: Any) -> None:
+    """Warn if Redis may evict keys under memory pressure (its ``maxmemory-policy`` is not
+    ``noeviction``), which loses waiting events without a trace; nothing if Redis refuses
+    ``CONFIG`` (a managed one may)."""
+    try:
+        policy = str(connection.config_get("maxmemory-policy").get("maxmemory-policy", ""))
+    except redis.RedisError:
+        return
+    if policy and policy != "noeviction":
+        log.warning(
+            "Redis evicts keys under memory pressure (maxmemory-policy %s): waiting events "
+            "would be lost without a trace; set maxmemory-policy noeviction",
+            policy,
+        )

@@ -259,3 +259,24 @@ def test_a_key_of_another_type_is_named_and_moved_aside_and_delivery_goes_on(
     assert setup.connection.get(aside[0]) == b"garbage"  # kept, not deleted
     assert f"renamed to {aside[0]}" in worker.log()
     assert json.loads(cli(app, "status", "--json").output)["error"] is None
+
+
+def test_the_worker_warns_when_redis_may_evict_waiting_events(
+    redis_url: str, emulator: Sandbox, deployments: Make
+) -> None:
+    """With an eviction policy, Redis under memory pressure drops keys, events among them,
+    and nothing anywhere shows it: the worker says so when it registers."""
+    setup = deployments(redis_url, emulator.url)
+    setup.connection.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        worker = setup.start_worker()
+        setup.wait_until(lambda: "maxmemory-policy allkeys-lru" in worker.log(), 30, "a warning")
+        assert worker.stop() == 0
+    finally:
+        setup.connection.config_set("maxmemory-policy", "noeviction")
+    quiet = setup.start_worker()
+    setup.wait_until(
+        lambda: [w.alive for w in setup.registered()].count(True) == 1, 30, "it registered"
+    )
+    assert quiet.stop() == 0
+    assert "maxmemory-policy" not in quiet.log()
