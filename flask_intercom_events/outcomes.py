@@ -120,6 +120,7 @@ class Settler:
     def settle(self, outcomes: list[Outcome]) -> None:
         """Record ``outcomes`` (one transaction), then correct the budget and signal."""
         worker = self.worker
+        outcomes = self._still_held(outcomes)
         now = time.time()
         plan = _Plan()
         for outcome in outcomes:
@@ -164,6 +165,31 @@ class Settler:
             if info.reset is not None:
                 reset_in = max(info.reset - (server_time or time.time()), 0.0)
             worker.budget.observe(info, reset_in=reset_in, block_for=plan.block_for)
+
+    def _still_held(self, outcomes: list[Outcome]) -> list[Outcome]:
+        """The outcomes of jobs this worker still holds in Redis (same run). A worker stopped
+        past its TTL (SIGSTOP, a paused VM) was reclaimed: what was taken from it is the
+        other worker's to settle, not counted twice nor retried again."""
+        worker = self.worker
+        if not outcomes:
+            return outcomes
+        held = worker.store.connection.hmget(
+            worker.store.keys.held(worker.name), [outcome.job.id for outcome in outcomes]
+        )
+        kept: list[Outcome] = []
+        gone: list[Outcome] = []
+        for outcome, execution in zip(outcomes, held, strict=True):
+            ours = execution is not None and _text(execution) == outcome.job.execution
+            (kept if ours else gone).append(outcome)
+        if gone:
+            for outcome in gone:
+                worker.held.pop(outcome.job.id, None)
+            log.warning(
+                "%d outcome(s) of jobs put back while this worker was away (stopped past "
+                "INTERCOM_EVENTS_WORKER_TTL?) left to the worker that took them",
+                len(gone),
+            )
+        return kept
 
     def _plan(self, outcome: Outcome, now: float, plan: _Plan) -> None:
         """Add what becomes of one outcome to ``plan``."""
@@ -366,3 +392,7 @@ def _failure_record(settlement: Settlement) -> dict[str, Any]:
     # words (why, Intercom's message and request id) are in the job's exc_info, the time in
     # RQ's ended_at.
     return {"reason": settlement.reason, "attempts": settlement.attempts.total}
+
+
+def _text(value: object) -> str:
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)

@@ -340,3 +340,36 @@ def test_the_worker_needs_a_token(tmp_path: Path, redis_url: str) -> None:
     result = app.test_cli_runner().invoke(args=["intercom", "worker", "--burst"])
     assert result.exit_code != 0
     assert "INTERCOM_ACCESS_TOKEN is not set" in str(result.exception)
+
+
+def test_a_worker_paused_past_its_ttl_leaves_what_was_taken_from_it(
+    redis_url: str, emulator: Sandbox, deployments: Make
+) -> None:
+    """A worker stopped (SIGSTOP, a VM paused) past INTERCOM_EVENTS_WORKER_TTL is reclaimed:
+    another worker sends its events. Woken, it settled them all the same: counted delivered
+    twice (more delivered than collected) and rescheduled jobs the other had delivered, each
+    sent again. What was taken from it is left to the worker that took it."""
+    emulator.configure(latency=2.0)
+    setup = deployments(redis_url, emulator.url, INTERCOM_EVENTS_WORKER_TTL=3)
+    setup.track(6)
+    sleeper = setup.start_worker("--concurrency", "6")
+    setup.wait_until(lambda: emulator.stats.requests >= 6, 30, "all six in flight")
+    sleeper.signal(signal.SIGSTOP)
+    try:
+        emulator.configure(latency=0)
+        other = setup.start_worker("--concurrency", "6")
+        setup.wait_until(
+            lambda: setup.status().counters.get("delivered", 0) >= 6, 30, "the six delivered"
+        )
+    finally:
+        sleeper.signal(signal.SIGCONT)
+    setup.wait_until(
+        lambda: "left to the worker that took them" in sleeper.log(), 30, "the woken worker"
+    )
+    setup.wait_until(setup.settled, 30, "every event settled")
+    assert sleeper.stop() == 0
+    assert other.stop() == 0
+    found = setup.status()
+    assert found.counters.get("delivered") == 6
+    assert found.counters.get("collected") == 6
+    assert (found.scheduled, found.failed) == (0, 0)
