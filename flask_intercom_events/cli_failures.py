@@ -16,6 +16,7 @@ from flask.cli import with_appcontext
 
 from .backlog import failed_events, purge_failed, read_status, reason_matches, requeue_failed
 from .presence import Presence
+from .printable import printable
 from .redis_errors import refusal
 from .state import state_of
 from .status_report import duration
@@ -136,11 +137,12 @@ def failed(
                 continue
             created = "?" if event.created_at is None else _utc(event.created_at)
             click.echo(
-                f"{_utc(event.at)}  {event.reason}  {event.event_name}  contact {event.contact}"
-                f"  created_at {created}  attempts {event.attempts}  id {event.id}"
+                f"{_utc(event.at)}  {printable(event.reason)}  {printable(event.event_name)}  "
+                f"contact {printable(event.contact)}  created_at {created}  attempts "
+                f"{event.attempts}  id {printable(event.id)}"
             )
             if event.last_error:
-                click.echo(f"    last error: {event.last_error}")
+                click.echo(f"    last error: {printable(event.last_error)}")
         if as_json:
             return
         if scheduled:

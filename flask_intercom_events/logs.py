@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from .printable import printable
+
 __all__ = ["FailureLog"]
 
 
@@ -41,7 +43,7 @@ class FailureLog:
                 if state.logged == self.in_full
                 else ""
             )
-            self.logger.warning("%s%s", message, suffix)
+            self.logger.warning("%s%s", printable(message), suffix)  # never raw escapes
             return
         state.unlogged += 1
         self.flush(now, only=reason)

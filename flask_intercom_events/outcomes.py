@@ -24,6 +24,7 @@ from .events import Event
 from .job_records import ClaimedJob
 from .logs import FailureLog
 from .presence import Presence
+from .printable import printable
 from .ratelimit import RateBudget, Trusted, trusted
 from .retry import Action, Attempts, RetryPolicy, Settlement, is_event_name_limit
 from .retry import settle as decide_settlement
@@ -232,7 +233,11 @@ class Settler:
         if settlement.action is Action.RETRY:
             meta["retry"] = {"reason": settlement.reason, "at": now + settlement.delay}
             log.info(
-                "Event %s (%s): %s; %s", job.id, job.event_name, _describe(error), settlement.why
+                "Event %s (%s): %s; %s",
+                printable(job.id),
+                printable(job.event_name),
+                _describe(error),
+                settlement.why,
             )
             plan.retries.append(Retry(job, now + settlement.delay, meta, settlement.reason))
             return

@@ -21,6 +21,7 @@ from .backlog import QueueStatus, read_status, recount_failed
 from .config import Settings
 from .key_types import describe, is_wrong_type, wrong_types
 from .presence import Presence
+from .printable import printable
 from .ratelimit import BudgetState, RateBudget
 from .redis_errors import refusal
 from .spool import Spool
@@ -299,7 +300,7 @@ def lines(snapshot: Snapshot) -> list[str]:
     for info in alive:
         details = info.details
         out.append(
-            f"    {info.name}: {details.get('in_flight', '?')} in flight of "
+            f"    {printable(info.name)}: {details.get('in_flight', '?')} in flight of "
             f"{details.get('concurrency', '?')}, "
             f"{float(details.get('delivery_rate', 0) or 0):.1f} events/s"
             + (" (paused)" if details.get("paused") else "")

@@ -45,6 +45,7 @@ from .key_types import is_wrong_type, repair
 from .logs import FailureLog
 from .outcomes import DeliveryObserver, Settler
 from .presence import Presence
+from .printable import printable
 from .process import connect_worker_redis, machine_id, new_worker_name, process_gone, stop_signals
 from .ratelimit import RateBudget
 from .redis_errors import refusal
@@ -342,7 +343,7 @@ class DeliveryWorker:
                 log.warning(
                     "Worker %s is gone: put %d event(s) back on the intake and %d back on the "
                     "queue",
-                    name,
+                    printable(name),
                     moved,
                     requeued,
                 )

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import redis
 
+from flask_intercom_events.job_records import encode_line
 from flask_intercom_events.sandbox import Sandbox
 from flask_intercom_events.store import DeliveryStore, Failure
 
@@ -136,3 +137,26 @@ def test_an_empty_reason_is_refused_not_matched_to_nothing(
     result = cli(ops_app(tmp_path, redis_url), command, "--reason", reason)
     assert result.exit_code == 2
     assert "an empty reason matches no failure" in result.output
+
+
+def test_what_redis_holds_never_drives_the_operators_terminal(
+    redis_url: str, emulator: Sandbox, deployments: Any, tmp_path: Path
+) -> None:
+    """A hand-written line whose name carries terminal escapes (a title change, a clear
+    screen) is failed, and shown escaped: by `failed` (click strips colour codes, not the
+    others) and by the worker's log line."""
+    setup: Deployment = deployments(redis_url, emulator.url)
+    hostile = "x\x1b]0;pwned\x07\x1b[2Jy"
+    setup.connection.rpush(
+        setup.store.keys.intake,
+        encode_line("ev-1", {"event_name": hostile, "created_at": 1_700_000_000, "user_id": "1"}),
+    )
+    worker = setup.start_worker("--burst")
+    assert worker.wait(30) == 0
+    assert setup.status().failed == 1
+    assert "\x1b" not in worker.log()
+    assert "x\\x1b]0;pwned\\x07\\x1b[2Jy" in worker.log()
+    listed = cli(ops_app(tmp_path, redis_url), "failed").output
+    assert "\x1b" not in listed
+    assert "\x07" not in listed
+    assert "x\\x1b]0;pwned\\x07\\x1b[2Jy" in listed
