@@ -182,6 +182,10 @@ class Settings:
         # A name that is not UTF-8 would be a directory, but one no log line nor `flask
         # intercom status` could print.
         check_utf8_text("INTERCOM_EVENTS_SPOOL_DIR", spool_dir)
+        # Relative to the instance folder (as Flask-SQLAlchemy takes SQLite paths), not to
+        # the working directory: the web process and `flask intercom flush-spool`, started
+        # from different directories, must find the same spool.
+        spool_dir = os.path.join(instance_path, os.path.expanduser(spool_dir))
         calls = "a whole number of calls a minute"
         rate_limit = keys.whole("RATE_LIMIT", DEFAULT_RATE_LIMIT, 1, 10**9, what=calls)
         rate_window = keys.seconds("RATE_WINDOW", DEFAULT_RATE_WINDOW, 1, 600)

@@ -321,3 +321,17 @@ def test_intercom_commands_are_registered(tmp_path: Path) -> None:
     result = app.test_cli_runner().invoke(args=["intercom", "--help"])
     assert result.exit_code == 0
     assert "flush-spool" in result.output
+
+
+def test_a_relative_spool_dir_is_taken_from_the_instance_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not from the working directory: the web server and `flask intercom flush-spool`,
+    started from different directories, spooled and looked in two places."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    app = make_app(tmp_path, INTERCOM_EVENTS_SPOOL_DIR="spool")
+    assert state_of(app).settings.spool_dir == str(tmp_path / "instance" / "spool")
+    absolute = make_app(tmp_path / "b", INTERCOM_EVENTS_SPOOL_DIR=str(tmp_path / "abs"))
+    assert state_of(absolute).settings.spool_dir == str(tmp_path / "abs")
