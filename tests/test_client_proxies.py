@@ -48,6 +48,21 @@ def says_it_is_the_proxy(error: IntercomAPIError) -> None:
     assert reason_of(error) == "407 proxy_authentication_required"
 
 
+def https_call_through(
+    monkeypatch: pytest.MonkeyPatch, proxy_url: str
+) -> pytest.ExceptionInfo[IntercomAPIError]:
+    """Send an event to ``https://api.intercom.io`` through the proxy at ``proxy_url``: the
+    error it raised."""
+    monkeypatch.setenv("HTTPS_PROXY", proxy_url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    client = IntercomClient(TOKEN, base_url="https://api.intercom.io", timeout=(2, 5))
+    with pytest.raises(IntercomAPIError) as caught:
+        client.create_event(event())
+    client.close()
+    return caught
+
+
 def test_a_proxy_answering_407_itself() -> None:
     # A proxy forwarding plain HTTP (or one in front of the base URL) answers the request.
     with HostileServer(refusing) as proxy:
@@ -63,13 +78,7 @@ def test_a_proxy_refusing_the_tunnel_of_an_https_call(monkeypatch: pytest.Monkey
     # HTTPS through a proxy: it answers 407 to the CONNECT, which requests reports as a
     # ProxyError with no status; nothing reaches Intercom.
     with HostileServer(refusing) as proxy:
-        monkeypatch.setenv("HTTPS_PROXY", proxy.url.replace("http://", "http://user:wrong@"))
-        monkeypatch.delenv("NO_PROXY", raising=False)
-        monkeypatch.delenv("no_proxy", raising=False)
-        client = IntercomClient(TOKEN, base_url="https://api.intercom.io", timeout=(2, 5))
-        with pytest.raises(IntercomAPIError) as caught:
-            client.create_event(event())
-        client.close()
+        caught = https_call_through(monkeypatch, proxy.url.replace("http://", "http://user:wrong@"))
     [connect] = proxy.received
     assert (connect.method, connect.target) == ("CONNECT", "api.intercom.io:443")
     assert "authorization" not in connect.headers  # the token is never the proxy's
@@ -83,12 +92,6 @@ def test_a_tunnel_refused_otherwise_is_a_network_error(monkeypatch: pytest.Monke
         return True
 
     with HostileServer(failing) as proxy:
-        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
-        monkeypatch.delenv("NO_PROXY", raising=False)
-        monkeypatch.delenv("no_proxy", raising=False)
-        client = IntercomClient(TOKEN, base_url="https://api.intercom.io", timeout=(2, 5))
-        with pytest.raises(IntercomAPIError) as caught:
-            client.create_event(event())
-        client.close()
+        caught = https_call_through(monkeypatch, proxy.url)
     assert caught.value.status is None
     assert classify_error(caught.value) is Verdict.TRANSIENT

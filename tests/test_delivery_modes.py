@@ -28,14 +28,14 @@ from .apps import make_app
 from .hostile import HostileServer, Peer, Received, response
 
 
-def eager_app(tmp_path: Path, emulator: Sandbox, **config: Any) -> tuple[Flask, IntercomEvents]:
+def eager_app(tmp_path: Path, base_url: str, **config: Any) -> tuple[Flask, IntercomEvents]:
     intercom = IntercomEvents()
     intercom.identity_loader(lambda: Identity(user_id="u1"))
     app = make_app(
         tmp_path,
         intercom,
         INTERCOM_EVENTS_DELIVERY="eager",
-        INTERCOM_API_BASE_URL=emulator.url,
+        INTERCOM_API_BASE_URL=base_url,
         **config,
     )
 
@@ -58,7 +58,7 @@ def outcomes(app: Flask) -> tuple[list[Any], list[Any]]:
 
 
 def test_eager_sends_inline_and_signals_delivery(tmp_path: Path, emulator: Sandbox) -> None:
-    app, _ = eager_app(tmp_path, emulator)
+    app, _ = eager_app(tmp_path, emulator.url)
     delivered, failed = outcomes(app)
     with record_events(app) as events:
         assert app.test_client().post("/paid").status_code == 200
@@ -75,7 +75,7 @@ def test_eager_failure_is_logged_not_raised_when_lenient(
     tmp_path: Path, emulator: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
     app, _ = eager_app(
-        tmp_path, emulator, INTERCOM_ACCESS_TOKEN="wrong-token", INTERCOM_EVENTS_STRICT=False
+        tmp_path, emulator.url, INTERCOM_ACCESS_TOKEN="wrong-token", INTERCOM_EVENTS_STRICT=False
     )
     delivered, failed = outcomes(app)
     assert app.test_client().post("/paid").status_code == 200
@@ -90,7 +90,7 @@ def test_eager_failure_is_logged_not_raised_when_lenient(
 
 def test_eager_failure_raises_when_strict(tmp_path: Path, emulator: Sandbox) -> None:
     emulator.configure(require_contacts=True)  # no contact declared: every event is a 404
-    app, intercom = eager_app(tmp_path, emulator, INTERCOM_EVENTS_STRICT=True)
+    app, intercom = eager_app(tmp_path, emulator.url, INTERCOM_EVENTS_STRICT=True)
     with app.app_context(), pytest.raises(NotFoundError, match="User Not Found"):
         intercom.track("paid", user_id="ghost")
 
@@ -122,21 +122,7 @@ def test_eager_redirect_is_an_event_failed_not_a_500_when_lenient(
         return True
 
     with HostileServer(answer) as server:
-        intercom = IntercomEvents()
-        intercom.identity_loader(lambda: Identity(user_id="u1"))
-        app = make_app(
-            tmp_path,
-            intercom,
-            INTERCOM_EVENTS_DELIVERY="eager",
-            INTERCOM_API_BASE_URL=server.url,
-            INTERCOM_EVENTS_STRICT=False,
-        )
-
-        @app.post("/paid")
-        @track_event("paid")
-        def paid() -> str:
-            return "ok"
-
+        app, _ = eager_app(tmp_path, server.url, INTERCOM_EVENTS_STRICT=False)
         delivered, failed = outcomes(app)
         assert app.test_client().post("/paid").status_code == 200
     assert delivered == []
@@ -153,7 +139,7 @@ def test_eager_receivers_that_raise_never_fail_the_view_when_lenient(
 ) -> None:
     token = "test-token" if which == "event_delivered" else "wrong-token"
     app, _ = eager_app(
-        tmp_path, emulator, INTERCOM_ACCESS_TOKEN=token, INTERCOM_EVENTS_STRICT=False
+        tmp_path, emulator.url, INTERCOM_ACCESS_TOKEN=token, INTERCOM_EVENTS_STRICT=False
     )
 
     def broken(sender: Flask, **kwargs: Any) -> None:
@@ -173,7 +159,7 @@ def test_eager_gives_distinct_events_of_one_second_distinct_seconds(
     in one second were one event in Intercom (four silent duplicates). They now take the next
     free seconds, as in rq delivery; past the spread an event is dropped as collapsed, said
     so."""
-    app, intercom = eager_app(tmp_path, emulator, INTERCOM_EVENTS_MAX_SPREAD=6)
+    app, intercom = eager_app(tmp_path, emulator.url, INTERCOM_EVENTS_MAX_SPREAD=6)
     second = 1_700_000_000
     with app.app_context():
         sent = [
@@ -196,7 +182,7 @@ def test_eager_gives_distinct_events_of_one_second_distinct_seconds(
 def test_eager_with_collapse_leaves_intercoms_de_duplication_alone(
     tmp_path: Path, emulator: Sandbox
 ) -> None:
-    app, intercom = eager_app(tmp_path, emulator, INTERCOM_EVENTS_SAME_SECOND="collapse")
+    app, intercom = eager_app(tmp_path, emulator.url, INTERCOM_EVENTS_SAME_SECOND="collapse")
     with app.app_context():
         for n in range(3):
             intercom.track("exported-report", created_at=1_700_000_000, metadata={"n": n})

@@ -67,6 +67,15 @@ def names(url: str) -> list[str]:
     return sorted(p["event_name"] for p in intake(url))
 
 
+def read_failing_stream(app: Flask, path: str) -> None:
+    """GET ``path``, whose body raises ``Boom`` midway, then close the response (as a WSGI
+    server does)."""
+    response = app.test_client().get(path)
+    with pytest.raises(Boom):
+        response.get_data()
+    response.close()
+
+
 def test_an_unhandled_exception_discards_what_the_request_tracked(
     tmp_path: Path, redis_url: str, dropped: list[dict[str, Any]]
 ) -> None:
@@ -171,10 +180,7 @@ def test_a_stream_that_fails_midway_tracks_nothing(
 
         return Response(stream_with_context(rows()))
 
-    response = app.test_client().get("/export")
-    with pytest.raises(Boom):
-        response.get_data()
-    response.close()
+    read_failing_stream(app, "/export")
     assert names(redis_url) == []
     assert sorted(d["event_name"] for d in dropped) == ["exported-rows", "started-export"]
 
@@ -196,10 +202,7 @@ def test_a_plain_generator_that_fails_midway_tracks_nothing(
 
         return Response(rows())
 
-    response = app.test_client().get("/export")
-    with pytest.raises(Boom):
-        response.get_data()
-    response.close()
+    read_failing_stream(app, "/export")
     assert names(redis_url) == []
     assert [(d["event_name"], d["reason"]) for d in dropped] == [
         ("started-export", "request failed")

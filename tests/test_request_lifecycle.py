@@ -21,7 +21,7 @@ from flask_intercom_events.extension import state_of
 
 from .apps import make_app
 from .test_handoff import build_app
-from .test_request_failed import Boom, dropped, names
+from .test_request_failed import Boom, dropped, names, read_failing_stream
 
 __all__ = ["dropped"]  # the fixture, used by name
 
@@ -155,18 +155,12 @@ def test_what_a_failing_stream_tracks_is_discarded_even_if_the_view_tracked_noth
 
         return Response(rows())
 
-    response = app.test_client().get("/export")
-    with pytest.raises(Boom):
-        response.get_data()
-    response.close()
+    read_failing_stream(app, "/export")
     assert names(redis_url) == []
     assert [(d["event_name"], d["reason"]) for d in dropped] == [
         ("exported-rows", "request failed")
     ]
-    response = app.test_client().get("/export-plain")
-    with pytest.raises(Boom):
-        response.get_data()
-    response.close()
+    read_failing_stream(app, "/export-plain")
     assert names(redis_url) == ["exported-plain"]
 
 
