@@ -17,6 +17,7 @@ from rq.job import Job, JobStatus
 from rq.results import Result
 
 from .job_records import ClaimedJob
+from .lines import as_text
 from .oldest import oldest_of, stranded_of
 from .presence import Presence
 from .process import machine_id, process_gone
@@ -249,7 +250,7 @@ def failed_events(
             return
         start += _BATCH
         pairs: list[tuple[Any, float]] = list(entries)  # type: ignore[arg-type]
-        ids = [_text(job_id) for job_id, _ in pairs]
+        ids = [as_text(job_id) for job_id, _ in pairs]
         for claimed, (_, score) in zip(store.read_jobs(ids), pairs, strict=True):
             why = _reason_of(claimed, scheduled=scheduled)
             if reason is not None and not reason_matches(why, reason):
@@ -379,7 +380,7 @@ def _pairs(flat: Any) -> dict[str, int]:
         items = list(flat.items())
     else:
         items = list(zip(flat[::2], flat[1::2], strict=True))
-    return {_text(key): _count(value) for key, value in items}
+    return {as_text(key): _count(value) for key, value in items}
 
 
 def _count(value: object) -> int:
@@ -398,7 +399,3 @@ def _count(value: object) -> int:
 def _sorted(counts: dict[str, int]) -> dict[str, int]:
     kept = {reason: count for reason, count in counts.items() if count > 0}
     return dict(sorted(kept.items(), key=lambda item: (-item[1], item[0])))
-
-
-def _text(value: object) -> str:
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)

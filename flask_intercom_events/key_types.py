@@ -15,6 +15,7 @@ from typing import Any
 
 import redis
 
+from .lines import as_text
 from .store import DeliveryStore
 
 __all__ = ["describe", "is_wrong_type", "move_aside", "repair", "wrong_types"]
@@ -55,7 +56,7 @@ def wrong_types(store: DeliveryStore, workers: Sequence[str] = ()) -> list[tuple
     connection = store.connection
     names = list(workers)
     if connection.type(store.keys.workers) in (b"set", "set", b"none", "none"):
-        names += [_text(n) for n in connection.smembers(store.keys.workers)]
+        names += [as_text(n) for n in connection.smembers(store.keys.workers)]
     expected = expected_types(store, sorted(set(names)))
     with connection.pipeline(transaction=False) as pipe:
         for key in expected:
@@ -63,7 +64,7 @@ def wrong_types(store: DeliveryStore, workers: Sequence[str] = ()) -> list[tuple
         found: list[Any] = pipe.execute()
     wrong = []
     for (key, kind), reply in zip(expected.items(), found, strict=True):
-        held = _text(reply)
+        held = as_text(reply)
         if held not in ("none", kind):
             wrong.append((key, held, kind))
     return wrong
@@ -81,10 +82,6 @@ def describe(wrong: Sequence[tuple[str, str, str]]) -> str:
     return "; ".join(
         f"key {key} holds a {held}, where a {kind} belongs" for key, held, kind in wrong
     )
-
-
-def _text(value: object) -> str:
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def repair(store: DeliveryStore, workers: Sequence[str]) -> int:

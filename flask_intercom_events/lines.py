@@ -16,7 +16,7 @@ from typing import Any
 
 from .json_text import parse_json
 
-__all__ = ["decode_line", "encode_line"]
+__all__ = ["as_text", "decode_line", "encode_line"]
 
 
 def encode_line(uuid: str, payload: Mapping[str, Any]) -> bytes:
@@ -40,3 +40,8 @@ def decode_line(line: bytes | str) -> tuple[str, dict[str, Any]]:
     if not isinstance(payload, dict):
         raise ValueError("the event is not a JSON object")
     return uuid, payload
+
+
+def as_text(value: object) -> str:
+    """A Redis reply (bytes, or text already) as text; bytes that are not UTF-8 replaced."""
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)

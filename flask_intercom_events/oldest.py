@@ -15,6 +15,7 @@ from typing import Any
 
 from .events import tracked_at
 from .job_records import decode_line
+from .lines import as_text
 from .store import DeliveryStore
 
 __all__ = ["Oldest", "Stranded", "oldest_of", "stranded_of"]
@@ -61,7 +62,7 @@ def stranded_of(store: DeliveryStore, gone: Sequence[str]) -> Stranded:
         if head is not None:
             heads.extend(_line_head(head))
         for raw in held:
-            job_id = _text(raw)
+            job_id = as_text(raw)
             if tracked_at(job_id) is None:
                 unknown.append(job_id)
             else:
@@ -81,7 +82,7 @@ def oldest_of(
     if intake_head:
         heads.extend(_line_head(intake_head))
     if queue_head:
-        heads.extend(_job_heads(store, [_text(queue_head)]))
+        heads.extend(_job_heads(store, [as_text(queue_head)]))
     created = [c for _, c in heads if c is not None]
     since: list[float] = []
     for uuid, c in heads:
@@ -107,7 +108,3 @@ def _job_heads(store: DeliveryStore, job_ids: list[str]) -> list[tuple[str, int 
 
 def _seconds(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _text(value: object) -> str:
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)

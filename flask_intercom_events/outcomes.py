@@ -22,6 +22,7 @@ from .config import Settings
 from .errors import IntercomAPIError, ProxyAuthenticationError, RateLimitedError, RateLimitInfo
 from .events import Event
 from .job_records import ClaimedJob
+from .lines import as_text
 from .logs import FailureLog
 from .presence import Presence
 from .printable import printable
@@ -180,7 +181,7 @@ class Settler:
         kept: list[Outcome] = []
         gone: list[Outcome] = []
         for outcome, execution in zip(outcomes, held, strict=True):
-            ours = execution is not None and _text(execution) == outcome.job.execution
+            ours = execution is not None and as_text(execution) == outcome.job.execution
             (kept if ours else gone).append(outcome)
         if gone:
             for outcome in gone:
@@ -397,7 +398,3 @@ def _failure_record(settlement: Settlement) -> dict[str, Any]:
     # words (why, Intercom's message and request id) are in the job's exc_info, the time in
     # RQ's ended_at.
     return {"reason": settlement.reason, "attempts": settlement.attempts.total}
-
-
-def _text(value: object) -> str:
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)

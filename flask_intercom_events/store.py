@@ -43,6 +43,7 @@ from rq.results import Result
 from .collecting import Collected, SameSecond, collect
 from .job_records import ClaimedJob, JobSerializer, failed_fields, read_job
 from .keys import QueueKeys
+from .lines import as_text
 from .ratelimit import RateBudget
 from .requeued import forget_failure, seconds_again
 from .scripts import Scripts
@@ -168,7 +169,7 @@ class DeliveryStore:
             window=budget.window,
             probe_every=probe_every,
         )
-        jobs = self.read_jobs([_text(i) for i in ids])
+        jobs = self.read_jobs([as_text(i) for i in ids])
         readable = [job for job in jobs if job.job is not None and job.problem is None]
         gone = [job.id for job in jobs if job.job is None]
         collapsed: list[ClaimedJob] = []
@@ -367,9 +368,9 @@ class DeliveryStore:
         if not pairs:
             return 0
         with self.connection.pipeline(transaction=True) as pipe:
-            ids = [_text(pairs[i]) for i in range(0, len(pairs), 2)]
+            ids = [as_text(pairs[i]) for i in range(0, len(pairs), 2)]
             for i, job_id in enumerate(ids):
-                self._forget_execution(pipe, job_id, _text(pairs[2 * i + 1]), worker)
+                self._forget_execution(pipe, job_id, as_text(pairs[2 * i + 1]), worker)
             self.scripts.set_status(
                 jobs=[Job.key_for(job_id) for job_id in ids],
                 status=JobStatus.QUEUED.value,
@@ -390,7 +391,7 @@ class DeliveryStore:
             most=most,
         )
         self.scripts.set_status(
-            jobs=[Job.key_for(_text(job_id)) for job_id in ids], status=JobStatus.QUEUED.value
+            jobs=[Job.key_for(as_text(job_id)) for job_id in ids], status=JobStatus.QUEUED.value
         )
         return len(ids)
 
@@ -430,20 +431,16 @@ class DeliveryStore:
 
     def worker_names(self) -> list[str]:
         """Every registered worker, alive or not yet reclaimed."""
-        return sorted(_text(name) for name in self.connection.smembers(self.keys.workers))
+        return sorted(as_text(name) for name in self.connection.smembers(self.keys.workers))
 
     def held_ids(self, worker: str) -> list[str]:
         """Ids of the jobs ``worker`` holds (one read of its own hash)."""
-        return [_text(job_id) for job_id in self.connection.hkeys(self.keys.held(worker))]
+        return [as_text(job_id) for job_id in self.connection.hkeys(self.keys.held(worker))]
 
 
 def _due(timestamp: float) -> datetime:
     """Rounded up to its second: RQ's registry keeps whole ones, and a retry is never early."""
     return datetime.fromtimestamp(-(-timestamp // 1), timezone.utc)
-
-
-def _text(value: object) -> str:
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def _ids(jobs: list[ClaimedJob]) -> set[str]:
