@@ -310,7 +310,7 @@ class IntercomEvents:
         if state.settings.delivery == "eager":
             send_now(app, state, event)
         elif has_request_context():
-            batch_of(app, state).add(event, app=app, state=state)
+            batch_of(app, state).add(event, app, state)
         else:
             hand_off(app, state, [event])
 
@@ -322,7 +322,7 @@ class IntercomEvents:
         if state.settings.delivery == "eager":
             send_now(app, state, event)
         elif batch is not None:
-            batch.add(event, committed=committed, app=app, state=state)
+            batch.add(event, app, state, committed=committed)
         else:
             hand_off(app, state, [event])
 

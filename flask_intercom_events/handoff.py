@@ -16,11 +16,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from blinker import Signal
 from flask import Flask
 
+from .collecting import collapsed_description
 from .errors import IntercomAPIError
 from .events import Event
 from .lines import encode_line
@@ -96,10 +97,7 @@ def send_now(app: Flask, state: AppState, event: Event) -> None:
     if state.seconds is not None:
         second = state.seconds.second_for(event)
         if second is None:
-            detail = (
-                f" (no free second within {state.seconds.most} s of created_at "
-                f"{event.created_at}: Intercom would keep only one of them)"
-            )
+            detail = f" ({collapsed_description(state.seconds.most, event.created_at)})"
             drop(app, event.event_name, "collapsed", None, event=event, detail=detail)
             return
         if second != event.created_at:
@@ -123,25 +121,32 @@ def _failed(app: Flask, state: AppState, event: Event, error: Exception) -> None
         raise error
 
 
+class _Waiting(NamedTuple):
+    """An event of a request's batch, the app it belongs to (an event tracked in another
+    app's context inside the request is that app's), and whether it counts even if the
+    request fails (released by a committed transaction)."""
+
+    event: Event
+    app: Flask
+    state: AppState
+    kept: bool
+
+
 class RequestBatch:
     """The events one request tracked, handed off together when its response is closed.
 
     ``attached``: tied to a response's ``close()``; ``done``: handed off already (later
     events go at once); ``failed``: the request ended with an unhandled exception and
-    discards what it tracks, except events a committed transaction released (``kept``).
-    An event tracked in another app's context inside the request (one extension serving
-    several apps) is that app's: it goes to its Redis, and its signals name it.
+    discards what it tracks, except events a committed transaction released. Each event goes
+    to its own app's Redis, and its signals name that app.
     """
 
-    __slots__ = ("app", "attached", "done", "events", "failed", "kept", "others", "state")
+    __slots__ = ("app", "attached", "done", "events", "failed", "state")
 
     def __init__(self, app: Flask, state: AppState) -> None:
         self.app = app
         self.state = state
-        self.events: list[Event] = []
-        self.kept: set[int] = set()  # id() of events that count even if the request fails
-        #: id() of an event of another app -> that app and its state.
-        self.others: dict[int, tuple[Flask, AppState]] = {}
+        self.events: list[_Waiting] = []
         self.attached = False
         self.done = False
         self.failed: BaseException | None = None
@@ -149,41 +154,28 @@ class RequestBatch:
     def __repr__(self) -> str:
         return f"<RequestBatch events={len(self.events)} done={self.done}>"
 
-    def add(
-        self,
-        event: Event,
-        *,
-        committed: bool = False,
-        app: Flask | None = None,
-        state: AppState | None = None,
-    ) -> None:
-        """Take ``event`` of ``app`` (the request's own if ``None``); ``committed``: released
-        by a commit, so it counts even if the request then fails."""
-        owner = (app, state) if app is not None and state is not None else (self.app, self.state)
+    def add(self, event: Event, app: Flask, state: AppState, *, committed: bool = False) -> None:
+        """Take ``event`` of ``app``; ``committed``: released by a commit, so it counts even
+        if the request then fails."""
         if self.failed is not None and not committed:
-            self._discard(event, owner[0])
+            self._discard(event, app)
         elif self.done:
-            hand_off(owner[0], owner[1], [event])
+            hand_off(app, state, [event])
         else:
-            self.events.append(event)
-            if owner[0] is not self.app:
-                self.others[id(event)] = owner
-            if committed:
-                self.kept.add(id(event))
+            self.events.append(_Waiting(event, app, state, committed))
 
     def flush(self) -> None:
         """Hand off what is waiting (the response's ``close()`` calls it); never raises."""
         if self.done:
             return
         self.done = True
-        events, self.events = self.events, []
+        waiting, self.events = self.events, []
         try:
             by_app: dict[int, tuple[Flask, AppState, list[Event]]] = {}
-            for event in events:
-                app, state = self.others.get(id(event), (self.app, self.state))
-                by_app.setdefault(id(app), (app, state, []))[2].append(event)
-            for app, state, its_events in by_app.values():
-                hand_off(app, state, its_events)
+            for item in waiting:
+                by_app.setdefault(id(item.app), (item.app, item.state, []))[2].append(item.event)
+            for app, state, events in by_app.values():
+                hand_off(app, state, events)
         except Exception:  # hand_off does not raise; if it ever did, close() must not
             log.exception("Intercom events of a request could not be handed off")
 
@@ -192,12 +184,10 @@ class RequestBatch:
         if no response will be closed with the events (after_request did not run)."""
         if error is not None and self.state.settings.discard_on_error:
             self.failed = error
-            waiting, self.events = self.events, []
-            for event in waiting:
-                if id(event) in self.kept:
-                    self.events.append(event)
-                else:
-                    self._discard(event, self.others.get(id(event), (self.app,))[0])
+            for item in self.events:
+                if not item.kept:
+                    self._discard(item.event, item.app)
+            self.events = [item for item in self.events if item.kept]
         if not self.attached:
             self.flush()
 
