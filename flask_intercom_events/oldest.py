@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .events import tracked_at
@@ -32,6 +32,8 @@ class Stranded:
 
     count: int
     heads: list[tuple[str, int | None]]
+    #: Held job ids whose id tells no time: their records say (read with RQ's queue's head).
+    unread: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -67,9 +69,7 @@ def stranded_of(store: DeliveryStore, gone: Sequence[str]) -> Stranded:
                 unknown.append(job_id)
             else:
                 heads.append((job_id, None))
-    if unknown:
-        heads.extend(_job_heads(store, unknown[:_READ_AT_MOST]))
-    return Stranded(count, heads)
+    return Stranded(count, heads, unknown[:_READ_AT_MOST])
 
 
 def oldest_of(
@@ -81,14 +81,17 @@ def oldest_of(
     heads: list[tuple[str, int | None]] = list(stranded.heads)
     if intake_head:
         heads.extend(_line_head(intake_head))
-    if queue_head:
-        heads.extend(_job_heads(store, [as_text(queue_head)]))
+    records = stranded.unread + ([as_text(queue_head)] if queue_head else [])
+    if records:
+        heads.extend(_job_heads(store, records))  # one read
     created = [c for _, c in heads if c is not None]
     since: list[float] = []
     for uuid, c in heads:
         tracked = tracked_at(uuid)
-        if tracked is not None or c is not None:
-            since.append(tracked if tracked is not None else float(c or 0))
+        if tracked is None and c is not None:
+            tracked = float(c)
+        if tracked is not None:
+            since.append(tracked)
     return Oldest(min(created) if created else None, min(since) if since else None)
 
 
