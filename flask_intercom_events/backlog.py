@@ -8,6 +8,7 @@ Listing, requeueing and purging failed events read the failed jobs themselves, i
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -336,20 +337,22 @@ def purge_failed(
             for event in chunk:
                 pipe.zrem(store.failed.key, event.id)
             removed = pipe.execute()
+        gone = [event for event, removed_now in zip(chunk, removed, strict=True) if removed_now]
         with store.connection.pipeline(transaction=True) as pipe:
-            for event, gone in zip(chunk, removed, strict=True):
-                if not gone:
-                    continue
+            for event in gone:
                 pipe.delete(
                     Job.key_for(event.id),
                     Result.get_key(event.id),  # type: ignore[no-untyped-call]
                     ExecutionRegistry(event.id, store.connection).key,
                 )
-                store.scripts.add_counts(
-                    counters=store.keys.failed_reasons, amounts={event.reason: -1}, client=pipe
-                )
-                deleted += 1
+            by_reason = Counter(event.reason for event in gone)
+            store.scripts.add_counts(  # one call a chunk, not one an event
+                counters=store.keys.failed_reasons,
+                amounts={reason: -count for reason, count in by_reason.items()},
+                client=pipe,
+            )
             pipe.execute()
+        deleted += len(gone)
     _drop_empty_reasons(store)
     return deleted
 
