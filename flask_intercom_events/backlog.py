@@ -22,6 +22,7 @@ from .lines import as_text
 from .oldest import oldest_of, stranded_of
 from .presence import Presence
 from .process import machine_id, process_gone
+from .requeued import fresh_history
 from .store import DeliveryStore
 
 __all__ = [
@@ -302,9 +303,7 @@ def _requeue(store: DeliveryStore, events: Sequence[tuple[str, str]]) -> int:
         for claimed in store.read_jobs([job_id for job_id, _ in events]):
             if claimed.job is None:
                 continue
-            meta = {k: v for k, v in claimed.meta.items() if k not in ("attempts", "failure")}
-            meta["requeued"] = _count(meta.get("requeued", 0)) + 1
-            claimed.job.meta = meta
+            claimed.job.meta = fresh_history(claimed.meta)
             claimed.job.ended_at = None
             claimed.job.set_status(JobStatus.QUEUED, pipeline=pipe)
             claimed.job.save(pipeline=pipe)

@@ -17,7 +17,7 @@ from .job_records import ClaimedJob
 if TYPE_CHECKING:  # the store calls this module: for the type checker only
     from .store import DeliveryStore
 
-__all__ = ["forget_failure", "seconds_again"]
+__all__ = ["forget_failure", "fresh_history", "seconds_again"]
 
 
 def seconds_again(
@@ -66,6 +66,15 @@ def seconds_again(
     return collapsed
 
 
+def fresh_history(meta: dict[str, Any]) -> dict[str, Any]:
+    """A requeued job's meta: its attempts and failure forgotten, its requeues counted."""
+    fresh = {k: v for k, v in meta.items() if k not in ("attempts", "failure")}
+    requeued = fresh.get("requeued")
+    counted = requeued if isinstance(requeued, int) and not isinstance(requeued, bool) else 0
+    fresh["requeued"] = counted + 1
+    return fresh
+
+
 def forget_failure(store: DeliveryStore, pipe: Any, claimed: ClaimedJob) -> None:
     """A job that comes back failed was requeued by another tool (rq-dashboard, ``rq
     requeue``; ours gives a fresh history first): count its failure out, start afresh."""
@@ -77,9 +86,7 @@ def forget_failure(store: DeliveryStore, pipe: Any, claimed: ClaimedJob) -> None
         store.scripts.add_counts(
             counters=store.keys.failed_reasons, amounts={reason: -1}, client=pipe
         )
-    meta = {k: v for k, v in claimed.meta.items() if k not in ("attempts", "failure")}
-    requeued = meta.get("requeued")
-    meta["requeued"] = (requeued if isinstance(requeued, int) else 0) + 1
+    meta = fresh_history(claimed.meta)
     claimed.meta = meta
     assert claimed.job is not None
     claimed.job.meta = meta
